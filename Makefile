@@ -1,0 +1,38 @@
+# falbridge — developer entry points. `make help` lists them.
+GO        ?= go
+PKGS      ?= ./...
+BIN       ?= bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/falbridge/falbridge/internal/version.Version=$(VERSION)
+STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/staticcheck)
+
+.PHONY: help test vet lint fmt build demo fuzz clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+test: vet lint ## vet, staticcheck, then the race-enabled test suite
+	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+
+vet: ## go vet
+	$(GO) vet $(PKGS)
+
+lint: ## staticcheck (installed by .ci/run; skipped with a warning when missing)
+	@if [ -x "$(STATICCHECK)" ]; then echo "$(STATICCHECK) $(PKGS)"; "$(STATICCHECK)" $(PKGS); \
+	else echo "warning: staticcheck not installed; run: go install honnef.co/go/tools/cmd/staticcheck@latest"; fi
+
+fmt: ## gofmt the tree
+	gofmt -s -w .
+
+build: ## build the binaries into ./bin
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+FUZZTIME ?= 20s
+fuzz: ## run every fuzz target for FUZZTIME each
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
+
+clean: ## remove build output
+	rm -rf $(BIN)

@@ -6,13 +6,21 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/falbridge/falbridge/internal/version.Version=$(VERSION)
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/staticcheck)
 
-.PHONY: help test vet lint fmt build demo fuzz clean
+.PHONY: help test unit vet lint fmt build dev e2e-cli fuzz clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-test: vet lint ## vet, staticcheck, then the race-enabled test suite
+test: vet lint e2e-cli unit ## vet, staticcheck, the nats CLI end-to-end check, then the race-enabled suite (its summary last)
+
+unit: ## the race-enabled go test suite
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+
+e2e-cli: ## falbridge dev driven by the plain nats CLI (installs it if missing)
+	bash scripts/nats-cli-e2e.sh
+
+dev: ## run falbridge dev: embedded NATS + fal simulator + bridge on loopback
+	$(GO) run ./cmd/falbridge dev
 
 vet: ## go vet
 	$(GO) vet $(PKGS)

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/falbridge/falbridge/publisher"
+)
+
+// binPath is the falbridge binary built once for the subprocess tests.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "falbridge-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binPath = filepath.Join(dir, "falbridge")
+	out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
+	if err != nil {
+		// -race needs cgo; fall back to a plain build.
+		if out2, err2 := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err2 != nil {
+			panic("build falbridge: " + string(out) + string(out2))
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// devProcess is a running `falbridge dev` on loopback with random ports.
+type devProcess struct {
+	cmd     *exec.Cmd
+	natsURL string
+	stderr  *lockedBuffer
+	done    chan error
+}
+
+var natsLine = regexp.MustCompile(`(?m)^\s+nats:\s+(nats://\S+)`)
+
+func startDev(t *testing.T, extra ...string) *devProcess {
+	t.Helper()
+	args := append([]string{"dev",
+		"--nats.embedded.listen", "127.0.0.1:0",
+		"--webhook.listen", "127.0.0.1:0",
+		"--admin.listen", "127.0.0.1:0",
+		"--sim.addr", "127.0.0.1:0",
+		"--sim.latency", "50ms",
+		"--shutdown.grace_period", "10s",
+	}, extra...)
+	cmd := exec.Command(binPath, args...)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	d := &devProcess{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	cmd.Stderr = d.stderr
+	require.NoError(t, cmd.Start())
+	go func() { d.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-d.done
+		}
+		if t.Failed() {
+			t.Logf("falbridge dev stderr:\n%s", d.stderr.String())
+		}
+	})
+	ready := make(chan string, 1)
+	go func() {
+		var seen strings.Builder
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			seen.WriteString(sc.Text() + "\n")
+			if m := natsLine.FindStringSubmatch(seen.String()); m != nil && strings.Contains(sc.Text(), "Ctrl-C") {
+				ready <- m[1]
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case d.natsURL = <-ready:
+	case err := <-d.done:
+		t.Fatalf("falbridge dev exited early: %v\n%s", err, d.stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("falbridge dev not ready in 30s\n%s", d.stderr.String())
+	}
+	return d
+}
+
+// stop sends SIGTERM and returns the exit code.
+func (d *devProcess) stop(t *testing.T) int {
+	t.Helper()
+	require.NoError(t, d.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-d.done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		require.NoError(t, err)
+		return 0
+	case <-time.After(20 * time.Second):
+		t.Fatal("falbridge did not exit within 20s of SIGTERM")
+		return -1
+	}
+}
+
+func TestDevWithPlainNATSPublish(t *testing.T) {
+	t.Parallel()
+	d := startDev(t)
+	nc, err := nats.Connect(d.natsURL)
+	require.NoError(t, err)
+	defer nc.Close()
+
+	results := make(chan *nats.Msg, 16)
+	sub, err := nc.ChanSubscribe("fal.results.>", results)
+	require.NoError(t, err)
+	defer func() { _ = sub.Unsubscribe() }()
+	errs := make(chan *nats.Msg, 16)
+	esub, err := nc.ChanSubscribe("fal.errors.>", errs)
+	require.NoError(t, err)
+	defer func() { _ = esub.Unsubscribe() }()
+
+	// Exactly what `nats pub fal.requests.demo '<json>'` sends: a core NATS
+	// message, no headers.
+	triggers := map[string]string{
+		"cli-canonical": `{"id":"cli-canonical","model_id":"fal-ai/flux/schnell","input":{"prompt":"a red fox in snow","image_size":"landscape_4_3","num_images":2}}`,
+		"cli-flat":      `{"id":"cli-flat","model_id":"fal-ai/flux/schnell","prompt":"a red fox in snow","image_size":"square_hd","num_images":2}`,
+		"cli-tool":      `{"id":"cli-tool","model":"fal-ai/florence-2-large/caption","input_params":{},"image_input":"https://example.com/fox.png"}`,
+	}
+	for _, body := range triggers {
+		require.NoError(t, nc.Publish("fal.requests.demo", []byte(body)))
+	}
+	require.NoError(t, nc.Publish("fal.requests.demo", []byte(`{"id":"cli-bad","input":{}}`)))
+
+	got := map[string]publisher.Result{}
+	deadline := time.After(30 * time.Second)
+	for len(got) < len(triggers) {
+		select {
+		case m := <-results:
+			var r publisher.Result
+			require.NoError(t, json.Unmarshal(m.Data, &r))
+			got[r.ID] = r
+		case <-deadline:
+			t.Fatalf("results so far: %v", got)
+		}
+	}
+	for id := range triggers {
+		require.Contains(t, got, id)
+		require.NotEmpty(t, got[id].Output)
+	}
+	require.Contains(t, string(got["cli-canonical"].Output), `"images"`)
+	select {
+	case m := <-errs:
+		var e publisher.Error
+		require.NoError(t, json.Unmarshal(m.Data, &e))
+		require.Equal(t, "cli-bad", e.ID)
+		require.Equal(t, publisher.CodeInvalidTrigger, e.Code)
+		require.Contains(t, e.Message, "model_id")
+	case <-time.After(10 * time.Second):
+		t.Fatal("no error event for the bad trigger")
+	}
+	require.Equal(t, 0, d.stop(t), "SIGTERM is a clean exit")
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "no command", args: nil, want: "Usage"},
+		{name: "unknown command", args: []string{"frobnicate"}, want: `unknown command "frobnicate"`},
+		{name: "unknown flag", args: []string{"serve", "--no-such-flag"}, want: "no-such-flag"},
+		{name: "bad value", args: []string{"serve", "--limits.workers", "0"}, want: "limits.workers"},
+		{name: "config without verb", args: []string{"config"}, want: "validate|print"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var out bytes.Buffer
+			cmd := exec.Command(binPath, tc.args...)
+			cmd.Stdout, cmd.Stderr = &out, &out
+			err := cmd.Run()
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee)
+			require.Equal(t, 2, ee.ExitCode(), out.String())
+			require.Contains(t, out.String(), tc.want)
+		})
+	}
+}
+
+func TestServeUnreachableNATSExit3(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, binPath, "serve", "--nats.url", "nats://127.0.0.1:1", "--nats.connect_timeout", "500ms",
+		"--webhook.listen", "127.0.0.1:0", "--admin.listen", "127.0.0.1:0")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, 3, ee.ExitCode(), out.String())
+}
+
+func TestConfigPrintRedactsSecrets(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	cmd := exec.Command(binPath, "config", "print", "--fal.key", "id:supersecret")
+	cmd.Env = append(os.Environ(), "FAL_KEY=")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Run(), out.String())
+	require.NotContains(t, out.String(), "supersecret")
+	require.Contains(t, out.String(), "queue_url")
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

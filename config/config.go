@@ -1,0 +1,578 @@
+package config
+
+import (
+	"cmp"
+	"maps"
+	"strings"
+	"time"
+)
+
+// Defaults of every key. Each constant is the value [Default] uses for the key
+// named in its comment.
+const (
+	// NATSNameDefault is nats.name, the client name shown by the server.
+	NATSNameDefault = "falbridge"
+	// ConnectTimeoutDefault is nats.connect_timeout.
+	ConnectTimeoutDefault = 5 * time.Second
+	// EmbeddedListenDefault is nats.embedded.listen.
+	EmbeddedListenDefault = "127.0.0.1:4222"
+	// EmbeddedStoreDirDefault is nats.embedded.store_dir.
+	EmbeddedStoreDirDefault = "falbridge-data"
+
+	// ProvisionDefault is streams.provision.
+	ProvisionDefault = true
+	// ReplicasDefault is streams.replicas.
+	ReplicasDefault = 1
+	// StorageDefault is streams.storage.
+	StorageDefault = StorageFile
+	// RequestsStreamDefault is streams.requests.
+	RequestsStreamDefault = "FAL_REQUESTS"
+	// ResultsStreamDefault is streams.results.
+	ResultsStreamDefault = "FAL_RESULTS"
+	// StatusStreamDefault is streams.status.
+	StatusStreamDefault = "FAL_STATUS"
+	// PendingStreamDefault is streams.pending.
+	PendingStreamDefault = "FAL_PENDING"
+	// JobsBucketDefault is streams.jobs_bucket.
+	JobsBucketDefault = "fal_jobs"
+	// ResultsMaxAgeDefault is streams.results_max_age.
+	ResultsMaxAgeDefault = 168 * time.Hour
+	// StatusMaxAgeDefault is streams.status_max_age.
+	StatusMaxAgeDefault = time.Hour
+	// JobsTTLDefault is streams.jobs_ttl (0: job records are kept).
+	JobsTTLDefault = time.Duration(0)
+	// DuplicateWindowDefault is streams.duplicate_window.
+	DuplicateWindowDefault = 2 * time.Minute
+	// MaxTriggerBytesDefault is streams.max_trigger_bytes (1 MiB).
+	MaxTriggerBytesDefault = 1 << 20
+
+	// RequestsSubjectDefault is subjects.requests.
+	RequestsSubjectDefault = "fal.requests.>"
+	// ResultsPrefixDefault is subjects.results.
+	ResultsPrefixDefault = "fal.results"
+	// ErrorsPrefixDefault is subjects.errors.
+	ErrorsPrefixDefault = "fal.errors"
+	// StatusPrefixDefault is subjects.status.
+	StatusPrefixDefault = "fal.status"
+	// CancelPrefixDefault is subjects.cancel.
+	CancelPrefixDefault = "fal.cancel"
+
+	// QueueURLDefault is fal.queue_url.
+	QueueURLDefault = "https://queue.fal.run"
+	// RunURLDefault is fal.run_url.
+	RunURLDefault = "https://fal.run"
+	// JWKSURLDefault is fal.jwks_url.
+	JWKSURLDefault = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+	// RequestTimeoutDefault is fal.request_timeout.
+	RequestTimeoutDefault = 60 * time.Second
+	// MaxAttemptsDefault is fal.max_attempts.
+	MaxAttemptsDefault = 5
+	// RetryInitialDefault is fal.retry_initial.
+	RetryInitialDefault = 500 * time.Millisecond
+	// RetryMaxDefault is fal.retry_max.
+	RetryMaxDefault = 30 * time.Second
+
+	// WebhookListenDefault is webhook.listen.
+	WebhookListenDefault = ":8080"
+	// WebhookPathDefault is webhook.path.
+	WebhookPathDefault = "/fal/webhook"
+	// WebhookVerifyDefault is webhook.verify.
+	WebhookVerifyDefault = true
+	// WebhookToleranceDefault is webhook.tolerance.
+	WebhookToleranceDefault = 5 * time.Minute
+	// WebhookMaxBodyBytesDefault is webhook.max_body_bytes (10 MiB).
+	WebhookMaxBodyBytesDefault int64 = 10 << 20
+
+	// AdminListenDefault is admin.listen.
+	AdminListenDefault = ":9090"
+
+	// DevWebhookListen is webhook.listen in [Dev].
+	DevWebhookListen = "127.0.0.1:8080"
+	// DevAdminListen is admin.listen in [Dev].
+	DevAdminListen = "127.0.0.1:9090"
+
+	// WorkersDefault is limits.workers.
+	WorkersDefault = 16
+	// MaxInFlightDefault is limits.max_in_flight.
+	MaxInFlightDefault = 256
+	// MaxInFlightPerModelDefault is limits.max_in_flight_per_model (0: no cap).
+	MaxInFlightPerModelDefault = 0
+
+	// WebhookGraceDefault is polling.webhook_grace.
+	WebhookGraceDefault = 2 * time.Minute
+	// MinIntervalDefault is polling.min_interval.
+	MinIntervalDefault = time.Second
+	// MaxIntervalDefault is polling.max_interval.
+	MaxIntervalDefault = 30 * time.Second
+	// JobDeadlineDefault is polling.job_deadline.
+	JobDeadlineDefault = time.Hour
+
+	// DurableDefault is consumer.durable.
+	DurableDefault = "falbridge"
+	// AckWaitDefault is consumer.ack_wait.
+	AckWaitDefault = 60 * time.Second
+	// MaxDeliverDefault is consumer.max_deliver.
+	MaxDeliverDefault = 10
+	// FetchBatchDefault is consumer.fetch_batch.
+	FetchBatchDefault = 64
+	// AmbiguousSubmitPolicyDefault is consumer.ambiguous_submit_policy.
+	AmbiguousSubmitPolicyDefault = AmbiguousSubmitFail
+
+	// GracePeriodDefault is shutdown.grace_period.
+	GracePeriodDefault = 25 * time.Second
+
+	// LogLevelDefault is log.level.
+	LogLevelDefault = LogLevelInfo
+	// LogFormatDefault is log.format.
+	LogFormatDefault = LogFormatJSON
+)
+
+// Values accepted by the enumerated keys.
+const (
+	// StorageFile stores streams on disk (streams.storage).
+	StorageFile = "file"
+	// StorageMemory stores streams in memory (streams.storage).
+	StorageMemory = "memory"
+
+	// AmbiguousSubmitFail publishes an ambiguous_submit error event for a
+	// trigger whose submit may or may not have reached fal
+	// (consumer.ambiguous_submit_policy).
+	AmbiguousSubmitFail = "fail"
+	// AmbiguousSubmitResubmit submits such a trigger again, accepting that fal
+	// may run (and bill) it twice (consumer.ambiguous_submit_policy).
+	AmbiguousSubmitResubmit = "resubmit"
+
+	// LogLevelDebug is log.level "debug".
+	LogLevelDebug = "debug"
+	// LogLevelInfo is log.level "info".
+	LogLevelInfo = "info"
+	// LogLevelWarn is log.level "warn".
+	LogLevelWarn = "warn"
+	// LogLevelError is log.level "error".
+	LogLevelError = "error"
+
+	// LogFormatJSON is log.format "json".
+	LogFormatJSON = "json"
+	// LogFormatText is log.format "text".
+	LogFormatText = "text"
+)
+
+// Config is falbridge's whole configuration. Every field has a koanf key (the
+// dotted path of the koanf tags, e.g. "limits.workers"), an environment variable
+// (FALBRIDGE_ + the key upper-cased with dots as underscores, e.g.
+// FALBRIDGE_LIMITS_WORKERS) and a flag (--limits.workers, see [RegisterFlags]).
+//
+// Get one from [Load], or from [Default] / [Dev] and change fields, then call
+// [Config.Validate]. A Config is a plain value: copy it freely (ModelLimits is
+// a map and is shared by copies; [Config.Redacted] copies it).
+type Config struct {
+	// NATS is how falbridge reaches NATS (or runs an embedded server).
+	NATS NATS `koanf:"nats"`
+	// Streams names and shapes the JetStream streams and the job KV bucket.
+	Streams Streams `koanf:"streams"`
+	// Subjects are the subjects triggers arrive on and events leave on.
+	Subjects Subjects `koanf:"subjects"`
+	// Fal is how falbridge reaches fal.
+	Fal Fal `koanf:"fal"`
+	// Webhook is the listener fal's webhooks arrive at.
+	Webhook Webhook `koanf:"webhook"`
+	// Admin is the metrics and health listener.
+	Admin Admin `koanf:"admin"`
+	// Limits bound concurrency.
+	Limits Limits `koanf:"limits"`
+	// Polling is how jobs are checked when no webhook arrives.
+	Polling Polling `koanf:"polling"`
+	// Consumer is the JetStream consumer that pulls triggers.
+	Consumer Consumer `koanf:"consumer"`
+	// Shutdown bounds a graceful stop.
+	Shutdown Shutdown `koanf:"shutdown"`
+	// Log configures the slog logger.
+	Log Log `koanf:"log"`
+}
+
+// NATS configures the connection to NATS (keys nats.*). At most one
+// authentication method may be set: CredsFile, NKeySeedFile, User+Password or
+// Token.
+type NATS struct {
+	// URL is a comma-separated list of server URLs (nats://, tls://, ws://,
+	// wss://). Empty starts an embedded server (see Embedded). Defaults to "".
+	URL string `koanf:"url"`
+	// Name is the client connection name. Defaults to [NATSNameDefault].
+	Name string `koanf:"name"`
+	// CredsFile is a user credentials (JWT + NKey seed) file. Defaults to "".
+	CredsFile string `koanf:"creds_file"`
+	// NKeySeedFile is an NKey seed file. Defaults to "".
+	NKeySeedFile string `koanf:"nkey_seed_file"`
+	// User is the user name; it requires Password. Defaults to "".
+	User string `koanf:"user"`
+	// Password is User's password. Defaults to "".
+	Password Secret `koanf:"password"`
+	// Token is an authentication token. Defaults to "".
+	Token Secret `koanf:"token"`
+	// TLS configures TLS to the server.
+	TLS TLS `koanf:"tls"`
+	// ConnectTimeout bounds one connection attempt. Defaults to
+	// [ConnectTimeoutDefault] (5s).
+	ConnectTimeout time.Duration `koanf:"connect_timeout"`
+	// Embedded configures the server started when URL is empty.
+	Embedded Embedded `koanf:"embedded"`
+}
+
+// TLS configures TLS to the NATS server (keys nats.tls.*).
+type TLS struct {
+	// CAFile is a PEM file of CAs to trust instead of the system pool.
+	// Defaults to "".
+	CAFile string `koanf:"ca_file"`
+	// CertFile is a PEM client certificate; it requires KeyFile. Defaults to "".
+	CertFile string `koanf:"cert_file"`
+	// KeyFile is CertFile's PEM private key; it requires CertFile.
+	// Defaults to "".
+	KeyFile string `koanf:"key_file"`
+	// ServerName overrides the name checked against the server's certificate.
+	// Defaults to "" (the URL's host).
+	ServerName string `koanf:"server_name"`
+}
+
+// Enabled reports whether any TLS setting is present.
+func (t TLS) Enabled() bool {
+	return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != ""
+}
+
+// Embedded configures the NATS server falbridge starts itself when nats.url is
+// empty (keys nats.embedded.*).
+type Embedded struct {
+	// Listen is the client listener's host:port. Defaults to
+	// [EmbeddedListenDefault] ("127.0.0.1:4222").
+	Listen string `koanf:"listen"`
+	// StoreDir is the JetStream storage directory. Empty means the caller
+	// picks a temporary directory. Defaults to [EmbeddedStoreDirDefault]
+	// ("falbridge-data").
+	StoreDir string `koanf:"store_dir"`
+}
+
+// Streams names and shapes the JetStream assets (keys streams.*).
+type Streams struct {
+	// Provision creates or updates the streams, consumer and bucket at start.
+	// With false they must exist. Defaults to [ProvisionDefault] (true).
+	Provision bool `koanf:"provision"`
+	// Replicas is the replica count of every stream and the bucket (1..5).
+	// Defaults to [ReplicasDefault] (1).
+	Replicas int `koanf:"replicas"`
+	// Storage is "file" or "memory". Defaults to [StorageDefault] ("file").
+	Storage string `koanf:"storage"`
+	// Requests is the work-queue stream of triggers. Defaults to
+	// [RequestsStreamDefault] ("FAL_REQUESTS").
+	Requests string `koanf:"requests"`
+	// Results is the stream of result and error events. Defaults to
+	// [ResultsStreamDefault] ("FAL_RESULTS").
+	Results string `koanf:"results"`
+	// Status is the stream of progress events. Defaults to
+	// [StatusStreamDefault] ("FAL_STATUS").
+	Status string `koanf:"status"`
+	// Pending is the work-queue stream the poller uses as its timer wheel.
+	// Defaults to [PendingStreamDefault] ("FAL_PENDING").
+	Pending string `koanf:"pending"`
+	// JobsBucket is the KV bucket of job records. Defaults to
+	// [JobsBucketDefault] ("fal_jobs").
+	JobsBucket string `koanf:"jobs_bucket"`
+	// ResultsMaxAge is how long result and error events are kept; 0 keeps
+	// them forever. Defaults to [ResultsMaxAgeDefault] (168h).
+	ResultsMaxAge time.Duration `koanf:"results_max_age"`
+	// StatusMaxAge is how long progress events are kept; 0 keeps them
+	// forever. Defaults to [StatusMaxAgeDefault] (1h).
+	StatusMaxAge time.Duration `koanf:"status_max_age"`
+	// JobsTTL is how long a job record is kept; 0 keeps it forever (the
+	// bucket keeps one revision per key). Defaults to [JobsTTLDefault] (0).
+	JobsTTL time.Duration `koanf:"jobs_ttl"`
+	// DuplicateWindow is the Nats-Msg-Id deduplication window of the streams;
+	// 0 uses the server's default. Defaults to [DuplicateWindowDefault] (2m).
+	DuplicateWindow time.Duration `koanf:"duplicate_window"`
+	// MaxTriggerBytes is the largest trigger accepted, in bytes. Defaults to
+	// [MaxTriggerBytesDefault] (1 MiB).
+	MaxTriggerBytes int `koanf:"max_trigger_bytes"`
+}
+
+// Subjects are the NATS subjects falbridge uses (keys subjects.*). The
+// prefixes get "." + trigger id appended.
+type Subjects struct {
+	// Requests is the subject (wildcards allowed) triggers arrive on.
+	// Defaults to [RequestsSubjectDefault] ("fal.requests.>").
+	Requests string `koanf:"requests"`
+	// Results is the prefix of result events. Defaults to
+	// [ResultsPrefixDefault] ("fal.results").
+	Results string `koanf:"results"`
+	// Errors is the prefix of error events. Defaults to
+	// [ErrorsPrefixDefault] ("fal.errors").
+	Errors string `koanf:"errors"`
+	// Status is the prefix of progress events. Defaults to
+	// [StatusPrefixDefault] ("fal.status").
+	Status string `koanf:"status"`
+	// Cancel is the prefix of cancel requests. Defaults to
+	// [CancelPrefixDefault] ("fal.cancel").
+	Cancel string `koanf:"cancel"`
+}
+
+// Fal configures the fal API client (keys fal.*).
+type Fal struct {
+	// Key is the fal API key "<id>:<secret>". FAL_KEY (or FAL_KEY_ID and
+	// FAL_KEY_SECRET) fills it when FALBRIDGE_FAL_KEY is not set. Defaults
+	// to "".
+	Key Secret `koanf:"key"`
+	// QueueURL is the base URL of fal's queue API. Defaults to
+	// [QueueURLDefault] ("https://queue.fal.run").
+	QueueURL string `koanf:"queue_url"`
+	// RunURL is the base URL of fal's synchronous run API. Defaults to
+	// [RunURLDefault] ("https://fal.run").
+	RunURL string `koanf:"run_url"`
+	// JWKSURL is where fal's webhook signing keys are published. Defaults to
+	// [JWKSURLDefault].
+	JWKSURL string `koanf:"jwks_url"`
+	// RequestTimeout bounds one HTTP attempt. Defaults to
+	// [RequestTimeoutDefault] (60s).
+	RequestTimeout time.Duration `koanf:"request_timeout"`
+	// MaxAttempts is the number of attempts per call, the first included.
+	// Defaults to [MaxAttemptsDefault] (5).
+	MaxAttempts int `koanf:"max_attempts"`
+	// RetryInitial is the first retry's backoff. Defaults to
+	// [RetryInitialDefault] (500ms).
+	RetryInitial time.Duration `koanf:"retry_initial"`
+	// RetryMax caps the backoff between retries. Defaults to
+	// [RetryMaxDefault] (30s).
+	RetryMax time.Duration `koanf:"retry_max"`
+}
+
+// Webhook configures the listener for fal's webhooks (keys webhook.*).
+type Webhook struct {
+	// Listen is the listener's host:port. Defaults to
+	// [WebhookListenDefault] (":8080"); [Dev] uses "127.0.0.1:8080".
+	Listen string `koanf:"listen"`
+	// PublicURL is the absolute http(s) URL at which fal reaches the
+	// listener; Path is appended unless PublicURL already ends with it (see
+	// [Webhook.URL]). Empty means no webhooks are requested and every job is
+	// polled. Defaults to "".
+	PublicURL string `koanf:"public_url"`
+	// Path is the route the listener serves webhooks on. Defaults to
+	// [WebhookPathDefault] ("/fal/webhook").
+	Path string `koanf:"path"`
+	// Verify checks every webhook's ED25519 signature. Turning it off is for
+	// development only ([Config.Warnings] reports it). Defaults to
+	// [WebhookVerifyDefault] (true).
+	Verify bool `koanf:"verify"`
+	// JWKSURL overrides fal.jwks_url for verification; see
+	// [Config.WebhookJWKSURL]. Defaults to "" (use fal.jwks_url).
+	JWKSURL string `koanf:"jwks_url"`
+	// Tolerance is the accepted clock skew of a webhook's timestamp.
+	// Defaults to [WebhookToleranceDefault] (5m).
+	Tolerance time.Duration `koanf:"tolerance"`
+	// MaxBodyBytes is the largest webhook body accepted, in bytes. Defaults
+	// to [WebhookMaxBodyBytesDefault] (10 MiB).
+	MaxBodyBytes int64 `koanf:"max_body_bytes"`
+}
+
+// URL returns the webhook URL to give fal: PublicURL with Path appended
+// (unless PublicURL's path already ends with Path), or "" when PublicURL is
+// empty. The caller adds its query (e.g. "?job=<id>").
+func (w Webhook) URL() string {
+	if w.PublicURL == "" {
+		return ""
+	}
+	base, query, hasQuery := strings.Cut(w.PublicURL, "?")
+	if w.Path != "" && w.Path != "/" && !strings.HasSuffix(strings.TrimSuffix(base, "/"), strings.TrimSuffix(w.Path, "/")) {
+		base = strings.TrimSuffix(base, "/") + w.Path
+	}
+	if hasQuery {
+		return base + "?" + query
+	}
+	return base
+}
+
+// Admin configures the metrics and health listener (keys admin.*).
+type Admin struct {
+	// Listen is the listener's host:port, serving /metrics, /healthz and
+	// /readyz. Defaults to [AdminListenDefault] (":9090"); [Dev] uses
+	// "127.0.0.1:9090".
+	Listen string `koanf:"listen"`
+}
+
+// Limits bounds concurrency (keys limits.*).
+type Limits struct {
+	// Workers is the number of triggers handled at once. Defaults to
+	// [WorkersDefault] (16).
+	Workers int `koanf:"workers"`
+	// MaxInFlight is the number of jobs submitted to fal and not finished,
+	// across all models, above which the pool stops pulling triggers. It must
+	// be at least Workers. Defaults to [MaxInFlightDefault] (256).
+	MaxInFlight int `koanf:"max_in_flight"`
+	// MaxInFlightPerModel is the same bound per model; 0 means no per-model
+	// bound. Defaults to [MaxInFlightPerModelDefault] (0).
+	MaxInFlightPerModel int `koanf:"max_in_flight_per_model"`
+	// ModelLimits overrides MaxInFlightPerModel for single model ids, e.g.
+	// {"fal-ai/flux/dev": 4}. In YAML a mapping; in FALBRIDGE_LIMITS_MODEL_LIMITS
+	// and --limits.model_limits "model=n,model2=m". A later source replaces the
+	// whole map. Defaults to nil.
+	ModelLimits map[string]int `koanf:"model_limits"`
+}
+
+// ModelLimit returns the in-flight bound for model: its ModelLimits entry,
+// else MaxInFlightPerModel (0: none).
+func (l Limits) ModelLimit(model string) int {
+	if n, ok := l.ModelLimits[model]; ok {
+		return n
+	}
+	return l.MaxInFlightPerModel
+}
+
+// Polling configures how jobs are checked at fal (keys polling.*).
+type Polling struct {
+	// WebhookGrace is how long to wait for a webhook before polling a job
+	// (without webhook.public_url, polling starts at once). Defaults to
+	// [WebhookGraceDefault] (2m).
+	WebhookGrace time.Duration `koanf:"webhook_grace"`
+	// MinInterval is the first poll interval. Defaults to
+	// [MinIntervalDefault] (1s).
+	MinInterval time.Duration `koanf:"min_interval"`
+	// MaxInterval caps the growing poll interval. Defaults to
+	// [MaxIntervalDefault] (30s).
+	MaxInterval time.Duration `koanf:"max_interval"`
+	// JobDeadline is how long a job may run at fal before it is cancelled
+	// with a timeout error; a trigger's timeout overrides it. Defaults to
+	// [JobDeadlineDefault] (1h).
+	JobDeadline time.Duration `koanf:"job_deadline"`
+}
+
+// Consumer configures the JetStream pull consumer of triggers (keys
+// consumer.*).
+type Consumer struct {
+	// Durable is the consumer's durable name, shared by every replica.
+	// Defaults to [DurableDefault] ("falbridge").
+	Durable string `koanf:"durable"`
+	// AckWait is how long a delivered trigger may stay unacknowledged before
+	// it is redelivered. Defaults to [AckWaitDefault] (60s).
+	AckWait time.Duration `koanf:"ack_wait"`
+	// MaxDeliver is the number of deliveries of one trigger before it is
+	// given up. Defaults to [MaxDeliverDefault] (10).
+	MaxDeliver int `koanf:"max_deliver"`
+	// FetchBatch is the number of triggers pulled per request. Defaults to
+	// [FetchBatchDefault] (64).
+	FetchBatch int `koanf:"fetch_batch"`
+	// AmbiguousSubmitPolicy decides what happens to a trigger whose submit
+	// may have reached fal but was not recorded: "fail"
+	// ([AmbiguousSubmitFail]) or "resubmit" ([AmbiguousSubmitResubmit]).
+	// Defaults to [AmbiguousSubmitPolicyDefault] ("fail").
+	AmbiguousSubmitPolicy string `koanf:"ambiguous_submit_policy"`
+}
+
+// Shutdown bounds a graceful stop (keys shutdown.*).
+type Shutdown struct {
+	// GracePeriod is how long in-flight work may take after a stop signal.
+	// Defaults to [GracePeriodDefault] (25s).
+	GracePeriod time.Duration `koanf:"grace_period"`
+}
+
+// Log configures logging (keys log.*).
+type Log struct {
+	// Level is "debug", "info", "warn" or "error". Defaults to
+	// [LogLevelDefault] ("info").
+	Level string `koanf:"level"`
+	// Format is "json" or "text". Defaults to [LogFormatDefault] ("json").
+	Format string `koanf:"format"`
+}
+
+// Default returns the configuration with every default above. It is valid.
+func Default() Config {
+	return Config{
+		NATS: NATS{
+			Name:           NATSNameDefault,
+			ConnectTimeout: ConnectTimeoutDefault,
+			Embedded: Embedded{
+				Listen:   EmbeddedListenDefault,
+				StoreDir: EmbeddedStoreDirDefault,
+			},
+		},
+		Streams: Streams{
+			Provision:       ProvisionDefault,
+			Replicas:        ReplicasDefault,
+			Storage:         StorageDefault,
+			Requests:        RequestsStreamDefault,
+			Results:         ResultsStreamDefault,
+			Status:          StatusStreamDefault,
+			Pending:         PendingStreamDefault,
+			JobsBucket:      JobsBucketDefault,
+			ResultsMaxAge:   ResultsMaxAgeDefault,
+			StatusMaxAge:    StatusMaxAgeDefault,
+			JobsTTL:         JobsTTLDefault,
+			DuplicateWindow: DuplicateWindowDefault,
+			MaxTriggerBytes: MaxTriggerBytesDefault,
+		},
+		Subjects: Subjects{
+			Requests: RequestsSubjectDefault,
+			Results:  ResultsPrefixDefault,
+			Errors:   ErrorsPrefixDefault,
+			Status:   StatusPrefixDefault,
+			Cancel:   CancelPrefixDefault,
+		},
+		Fal: Fal{
+			QueueURL:       QueueURLDefault,
+			RunURL:         RunURLDefault,
+			JWKSURL:        JWKSURLDefault,
+			RequestTimeout: RequestTimeoutDefault,
+			MaxAttempts:    MaxAttemptsDefault,
+			RetryInitial:   RetryInitialDefault,
+			RetryMax:       RetryMaxDefault,
+		},
+		Webhook: Webhook{
+			Listen:       WebhookListenDefault,
+			Path:         WebhookPathDefault,
+			Verify:       WebhookVerifyDefault,
+			Tolerance:    WebhookToleranceDefault,
+			MaxBodyBytes: WebhookMaxBodyBytesDefault,
+		},
+		Admin: Admin{Listen: AdminListenDefault},
+		Limits: Limits{
+			Workers:             WorkersDefault,
+			MaxInFlight:         MaxInFlightDefault,
+			MaxInFlightPerModel: MaxInFlightPerModelDefault,
+		},
+		Polling: Polling{
+			WebhookGrace: WebhookGraceDefault,
+			MinInterval:  MinIntervalDefault,
+			MaxInterval:  MaxIntervalDefault,
+			JobDeadline:  JobDeadlineDefault,
+		},
+		Consumer: Consumer{
+			Durable:               DurableDefault,
+			AckWait:               AckWaitDefault,
+			MaxDeliver:            MaxDeliverDefault,
+			FetchBatch:            FetchBatchDefault,
+			AmbiguousSubmitPolicy: AmbiguousSubmitPolicyDefault,
+		},
+		Shutdown: Shutdown{GracePeriod: GracePeriodDefault},
+		Log:      Log{Level: LogLevelDefault, Format: LogFormatDefault},
+	}
+}
+
+// Dev returns [Default] with every listener on the loopback interface
+// (webhook [DevWebhookListen], admin [DevAdminListen]; the embedded NATS
+// server already listens on 127.0.0.1). It is valid.
+func Dev() Config {
+	c := Default()
+	c.Webhook.Listen = DevWebhookListen
+	c.Admin.Listen = DevAdminListen
+	return c
+}
+
+// Redacted returns a copy of c with every set secret (fal.key, nats.password,
+// nats.token) replaced by "****", safe to print or log. ModelLimits is copied.
+func (c Config) Redacted() Config {
+	c.Fal.Key = Secret(c.Fal.Key.String())
+	c.NATS.Password = Secret(c.NATS.Password.String())
+	c.NATS.Token = Secret(c.NATS.Token.String())
+	c.Limits.ModelLimits = maps.Clone(c.Limits.ModelLimits)
+	return c
+}
+
+// WebhookJWKSURL returns the URL webhook signing keys are fetched from:
+// webhook.jwks_url, else fal.jwks_url.
+func (c *Config) WebhookJWKSURL() string {
+	return cmp.Or(c.Webhook.JWKSURL, c.Fal.JWKSURL)
+}

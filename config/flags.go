@@ -1,0 +1,125 @@
+package config
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// help is each key's flag usage text.
+var help = map[string]string{
+	"nats.url":                "NATS server URLs, comma-separated (nats://, tls://, ws://, wss://); empty starts an embedded server",
+	"nats.name":               "NATS client connection name",
+	"nats.creds_file":         "NATS user credentials file",
+	"nats.nkey_seed_file":     "NATS NKey seed file",
+	"nats.user":               "NATS user name (with nats.password)",
+	"nats.password":           "NATS password (prefer FALBRIDGE_NATS_PASSWORD: flags show in ps)",
+	"nats.token":              "NATS token (prefer FALBRIDGE_NATS_TOKEN: flags show in ps)",
+	"nats.tls.ca_file":        "PEM CA file to trust for NATS TLS",
+	"nats.tls.cert_file":      "PEM client certificate for NATS TLS (with nats.tls.key_file)",
+	"nats.tls.key_file":       "PEM client key for NATS TLS (with nats.tls.cert_file)",
+	"nats.tls.server_name":    "server name expected in the NATS server's certificate",
+	"nats.connect_timeout":    "timeout of one NATS connection attempt",
+	"nats.embedded.listen":    "client listener (host:port) of the embedded NATS server",
+	"nats.embedded.store_dir": "JetStream directory of the embedded NATS server (empty: a temporary directory)",
+
+	"streams.provision":         "create or update streams, consumer and bucket at start",
+	"streams.replicas":          "replicas of every stream and the bucket (1..5)",
+	"streams.storage":           "stream storage: file or memory",
+	"streams.requests":          "work-queue stream of triggers",
+	"streams.results":           "stream of result and error events",
+	"streams.status":            "stream of progress events",
+	"streams.pending":           "work-queue stream the poller schedules jobs on",
+	"streams.jobs_bucket":       "KV bucket of job records",
+	"streams.results_max_age":   "how long result and error events are kept (0: forever)",
+	"streams.status_max_age":    "how long progress events are kept (0: forever)",
+	"streams.jobs_ttl":          "how long job records are kept (0: forever)",
+	"streams.duplicate_window":  "Nats-Msg-Id deduplication window (0: server default)",
+	"streams.max_trigger_bytes": "largest trigger accepted, in bytes",
+
+	"subjects.requests": "subject triggers arrive on (wildcards allowed)",
+	"subjects.results":  "subject prefix of result events (+ \".<id>\")",
+	"subjects.errors":   "subject prefix of error events (+ \".<id>\")",
+	"subjects.status":   "subject prefix of progress events (+ \".<id>\")",
+	"subjects.cancel":   "subject prefix of cancel requests (+ \".<id>\")",
+
+	"fal.key":             "fal API key \"<id>:<secret>\" (prefer FAL_KEY: flags show in ps)",
+	"fal.queue_url":       "base URL of fal's queue API",
+	"fal.run_url":         "base URL of fal's synchronous run API",
+	"fal.jwks_url":        "URL of fal's webhook signing keys (JWKS)",
+	"fal.request_timeout": "timeout of one HTTP attempt to fal",
+	"fal.max_attempts":    "attempts per fal call, the first included",
+	"fal.retry_initial":   "first retry backoff",
+	"fal.retry_max":       "largest retry backoff",
+
+	"webhook.listen":         "webhook listener (host:port)",
+	"webhook.public_url":     "URL at which fal reaches the webhook listener (empty: no webhooks, poll only)",
+	"webhook.path":           "route of the webhook handler",
+	"webhook.verify":         "verify webhook signatures (turn off in development only)",
+	"webhook.jwks_url":       "JWKS URL for webhook verification (empty: fal.jwks_url)",
+	"webhook.tolerance":      "accepted clock skew of a webhook's timestamp",
+	"webhook.max_body_bytes": "largest webhook body accepted, in bytes",
+
+	"admin.listen": "metrics and health listener (host:port)",
+
+	"limits.workers":                 "triggers handled at once",
+	"limits.max_in_flight":           "jobs pending at fal above which pulling stops (≥ limits.workers)",
+	"limits.max_in_flight_per_model": "jobs pending at fal per model (0: no limit)",
+	"limits.model_limits":            "per-model pending limits, model=n,model2=m",
+
+	"polling.webhook_grace": "how long to wait for a webhook before polling",
+	"polling.min_interval":  "first poll interval",
+	"polling.max_interval":  "largest poll interval",
+	"polling.job_deadline":  "how long a job may run before it is cancelled (a trigger's timeout overrides)",
+
+	"consumer.durable":                 "durable name of the trigger consumer",
+	"consumer.ack_wait":                "how long a trigger may stay unacknowledged before redelivery",
+	"consumer.max_deliver":             "deliveries of one trigger before it is given up",
+	"consumer.fetch_batch":             "triggers pulled per request",
+	"consumer.ambiguous_submit_policy": "a submit that may have reached fal but was not recorded: fail or resubmit",
+
+	"shutdown.grace_period": "how long in-flight work may take after a stop signal",
+
+	"log.level":  "log level: debug, info, warn or error",
+	"log.format": "log format: json or text",
+}
+
+// RegisterFlags adds one flag per key to fs, named by the dotted key
+// ("--limits.workers"), typed like the key, with the value from [Default] as
+// its default and a usage text. Durations take Go duration strings ("30s");
+// limits.model_limits takes "model=n,model2=m". Pass fs as [LoadOptions].Flags
+// after parsing: only flags the user set override other sources. It panics,
+// as pflag does, if fs already has a flag of one of these names.
+func RegisterFlags(fs *pflag.FlagSet) {
+	RegisterFlagsFrom(fs, Default())
+}
+
+// RegisterFlagsFrom is [RegisterFlags] with the defaults shown in the usage
+// taken from def (e.g. [Dev]() for a command that loads on top of Dev).
+// Secrets in def are not shown: their flags default to "".
+func RegisterFlagsFrom(fs *pflag.FlagSet, def Config) {
+	for _, ki := range schema {
+		usage := help[ki.key]
+		if usage == "" {
+			panic(fmt.Sprintf("config: key %s has no help text", ki.key))
+		}
+		v := ki.value(&def).Interface()
+		switch ki.kind {
+		case kindString:
+			fs.String(ki.key, v.(string), usage)
+		case kindSecret:
+			fs.String(ki.key, "", usage)
+		case kindBool:
+			fs.Bool(ki.key, v.(bool), usage)
+		case kindInt:
+			fs.Int(ki.key, v.(int), usage)
+		case kindInt64:
+			fs.Int64(ki.key, v.(int64), usage)
+		case kindDuration:
+			fs.Duration(ki.key, v.(time.Duration), usage)
+		case kindIntMap:
+			fs.StringToInt(ki.key, v.(map[string]int), usage)
+		}
+	}
+}

@@ -1,0 +1,82 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/falbridge/falbridge/falclient"
+	"github.com/falbridge/falbridge/publisher"
+)
+
+// errCanceledByUser is the cause given to a local sync/stream run when a
+// cancel request ends its job.
+var errCanceledByUser = errors.New("canceled by request")
+
+const cancelTimeout = 15 * time.Second
+
+// CancelReply is the JSON answer to a request on the cancel subject.
+type CancelReply struct {
+	// ID is the trigger id.
+	ID string `json:"id"`
+	// Status is one of "canceled", "already_done", "already_completed"
+	// (fal finished first; the result follows), "unknown" or "error".
+	Status  string `json:"status"`
+	Message string `json:"message,omitempty"`
+}
+
+// handleCancel serves fal.cancel.<trigger id> (core NATS; a request gets a
+// CancelReply, a plain publish works too).
+func (p *Pool) handleCancel(m *nats.Msg) {
+	id := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	reply := p.cancelJob(p.runCtx, id)
+	p.log.Info("cancel request", "trigger_id", id, "status", reply.Status, "message", reply.Message)
+	if m.Reply != "" {
+		b, _ := json.Marshal(reply)
+		_ = m.Respond(b)
+	}
+}
+
+func (p *Pool) cancelJob(ctx context.Context, id string) CancelReply {
+	if !publisher.ValidID(id) {
+		return CancelReply{ID: id, Status: "error", Message: "invalid trigger id"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, cancelTimeout)
+	defer cancel()
+	j, rev, err := p.store.get(ctx, id)
+	if errors.Is(err, errJobNotFound) {
+		return CancelReply{ID: id, Status: "unknown", Message: "no job with this id"}
+	}
+	if err != nil {
+		return CancelReply{ID: id, Status: "error", Message: err.Error()}
+	}
+	if j.State == stateDone {
+		return CancelReply{ID: id, Status: "already_done", Message: "job already ended: " + j.Outcome}
+	}
+	if j.State == stateSubmitted {
+		err := p.fal.Cancel(ctx, j.ModelID, j.RequestID)
+		switch {
+		case errors.Is(err, falclient.ErrAlreadyCompleted):
+			return CancelReply{ID: id, Status: "already_completed", Message: "fal finished the job first; its result follows"}
+		case err != nil && !errors.Is(err, falclient.ErrNotFound):
+			return CancelReply{ID: id, Status: "error", Message: fmt.Sprintf("cancel at fal: %v", err)}
+		}
+	}
+	f := failure{Code: publisher.CodeCanceled, Message: "canceled by request on " + p.subjects.Cancel(id)}
+	published, err := p.finish(ctx, j, rev, nil, &f)
+	if err != nil {
+		return CancelReply{ID: id, Status: "error", Message: err.Error()}
+	}
+	if v, ok := p.running.Load(id); ok {
+		v.(context.CancelCauseFunc)(errCanceledByUser)
+	}
+	if !published {
+		return CancelReply{ID: id, Status: "already_done", Message: "job had already ended"}
+	}
+	return CancelReply{ID: id, Status: "canceled"}
+}

@@ -1,0 +1,109 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/falbridge/falbridge/publisher"
+)
+
+// finish publishes the job's one terminal event (a result when res is set,
+// else the error f) and then marks the job done by compare-and-set. It returns
+// published=false when another path had already ended the job; that is not an
+// error. On an error nothing is lost: the caller retries later and the
+// terminal-event guard makes the retry publish nothing twice.
+func (p *Pool) finish(ctx context.Context, j *job, rev uint64, res *publisher.Result, f *failure) (bool, error) {
+	var (
+		published bool
+		err       error
+	)
+	if res != nil {
+		published, err = p.emit.publishResult(ctx, res, j.ResultSubject)
+	} else {
+		published, err = p.emit.publishError(ctx, p.newError(j, f), j.ResultSubject)
+	}
+	if err != nil {
+		return false, err
+	}
+	outcome := "result"
+	if f != nil {
+		outcome = string(f.Code)
+	}
+	for range 5 {
+		if j.State == stateDone {
+			return published, nil
+		}
+		j.State = stateDone
+		j.Outcome = outcome
+		j.CompletedAt = p.now().UTC()
+		_, err = p.store.update(ctx, j, rev)
+		if err == nil {
+			if published {
+				p.log.Info("job done", "trigger_id", j.ID, "request_id", j.RequestID, "model_id", j.ModelID, "outcome", outcome)
+			}
+			return published, nil
+		}
+		if !errors.Is(err, errRevisionMismatch) {
+			continue // transient NATS trouble: try again
+		}
+		// Someone else moved the job; reload and look again.
+		cur, crev, gerr := p.store.get(ctx, j.ID)
+		if gerr != nil {
+			err = gerr
+			continue
+		}
+		*j, rev = *cur, crev
+	}
+	return published, fmt.Errorf("mark job %s done: %w", j.ID, err)
+}
+
+// updateRetrying is store.update with a few quick retries on NATS errors
+// (not on a revision mismatch, which is an answer, not a fault).
+func (p *Pool) updateRetrying(ctx context.Context, j *job, rev uint64) (uint64, error) {
+	var err error
+	for attempt := range 4 {
+		var nrev uint64
+		nrev, err = p.store.update(ctx, j, rev)
+		if err == nil || errors.Is(err, errRevisionMismatch) {
+			return nrev, err
+		}
+		select {
+		case <-time.After(time.Duration(attempt+1) * 100 * time.Millisecond):
+		case <-ctx.Done():
+			return 0, err
+		}
+	}
+	return 0, err
+}
+
+func (p *Pool) newResult(j *job, output json.RawMessage) *publisher.Result {
+	return &publisher.Result{
+		ID:          j.ID,
+		ModelID:     j.ModelID,
+		RequestID:   j.RequestID,
+		Output:      output,
+		Metadata:    j.Metadata,
+		ReceivedAt:  j.ReceivedAt,
+		SubmittedAt: j.SubmittedAt,
+		CompletedAt: p.now().UTC(),
+		Attempts:    j.Attempts,
+	}
+}
+
+func (p *Pool) newError(j *job, f *failure) *publisher.Error {
+	return &publisher.Error{
+		ID:        j.ID,
+		ModelID:   j.ModelID,
+		RequestID: j.RequestID,
+		Code:      f.Code,
+		Message:   f.Message,
+		Detail:    f.Detail,
+		Attempts:  j.Attempts,
+		Trigger:   j.Trigger,
+		Metadata:  j.Metadata,
+		At:        p.now().UTC(),
+	}
+}

@@ -1,0 +1,132 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/falbridge/falbridge/publisher"
+)
+
+// EventHeader names the header that tells a result from an error on subjects
+// that may carry both (a trigger's result_subject).
+const EventHeader = "Falbridge-Event"
+
+// emitter publishes the events downstream of a job.
+type emitter struct {
+	js       jetstream.JetStream
+	nc       *nats.Conn
+	subjects publisher.Subjects
+	log      *slog.Logger
+}
+
+// terminalFilter returns a subject filter that, inside the results stream,
+// matches both terminal subjects of id (fal.results.<id> and fal.errors.<id>
+// → fal.*.<id>). It is "" when the two prefixes differ in shape; then only
+// the Nats-Msg-Id dedupe window protects against a second terminal event.
+func terminalFilter(s publisher.Subjects, id string) string {
+	a := strings.Split(s.ResultsPrefix, ".")
+	b := strings.Split(s.ErrorsPrefix, ".")
+	if len(a) != len(b) {
+		return ""
+	}
+	out := make([]string, len(a))
+	for i := range a {
+		if a[i] == b[i] {
+			out[i] = a[i]
+		} else {
+			out[i] = "*"
+		}
+	}
+	return strings.Join(out, ".") + "." + id
+}
+
+// publishTerminal publishes the one terminal event of a job. It returns
+// published=false, with no error, when a terminal event for the id already
+// exists: the Nats-Msg-Id dedupe catches a retry inside the duplicate window,
+// and the expected-last-subject-sequence of 0 on terminalFilter catches one at
+// any later time, as long as the results stream keeps the first event.
+func (e *emitter) publishTerminal(ctx context.Context, id, subject, kind string, payload []byte, copyTo string) (bool, error) {
+	opts := []jetstream.PublishOpt{jetstream.WithMsgID(id)}
+	if f := terminalFilter(e.subjects, id); f != "" {
+		opts = append(opts, jetstream.WithExpectLastSequenceForSubject(0, f))
+	}
+	msg := &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{EventHeader: []string{kind}}}
+	ack, err := e.js.PublishMsg(ctx, msg, opts...)
+	if isWrongLastSequence(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("publish %s %s: %w", kind, subject, err)
+	}
+	if ack.Duplicate {
+		return false, nil
+	}
+	if copyTo != "" {
+		// A convenience copy for the trigger's result_subject: core NATS,
+		// at most once. The durable record is the event in the results stream.
+		cp := &nats.Msg{Subject: copyTo, Data: payload, Header: nats.Header{EventHeader: []string{kind}}}
+		if err := e.nc.PublishMsg(cp); err != nil {
+			e.log.Warn("copy to result_subject failed", "trigger_id", id, "subject", copyTo, "err", err)
+		}
+	}
+	return true, nil
+}
+
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+func (e *emitter) publishResult(ctx context.Context, r *publisher.Result, copyTo string) (bool, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return false, fmt.Errorf("encode result %s: %w", r.ID, err)
+	}
+	return e.publishTerminal(ctx, r.ID, e.subjects.Result(r.ID), "result", b, copyTo)
+}
+
+func (e *emitter) publishError(ctx context.Context, ev *publisher.Error, copyTo string) (bool, error) {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return false, fmt.Errorf("encode error event %s: %w", ev.ID, err)
+	}
+	return e.publishTerminal(ctx, ev.ID, e.subjects.Error(ev.ID), "error", b, copyTo)
+}
+
+// publishStatus sends a progress event. Progress is best effort: a core
+// publish (the status stream still captures it) costs no round trip.
+func (e *emitter) publishStatus(st *publisher.Status) {
+	b, err := json.Marshal(st)
+	if err != nil {
+		e.log.Warn("encode status event", "trigger_id", st.ID, "err", err)
+		return
+	}
+	msg := &nats.Msg{Subject: e.subjects.Status(st.ID), Data: b, Header: nats.Header{EventHeader: []string{"status"}}}
+	if err := e.nc.PublishMsg(msg); err != nil {
+		e.log.Debug("status publish failed", "trigger_id", st.ID, "err", err)
+	}
+}
+
+// rawTrigger returns body as JSON for the error event's trigger field: the
+// body itself when it is valid JSON, else a JSON string of it.
+func rawTrigger(body []byte) json.RawMessage {
+	if len(body) == 0 {
+		return nil
+	}
+	if json.Valid(body) {
+		return json.RawMessage(body)
+	}
+	b, _ := json.Marshal(string(body))
+	return b
+}

@@ -1,0 +1,371 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/falbridge/falbridge/config"
+	"github.com/falbridge/falbridge/falclient"
+	"github.com/falbridge/falbridge/publisher"
+)
+
+// Fal is the part of fal's API the pool uses; *falclient.Client implements it.
+type Fal interface {
+	Submit(ctx context.Context, model string, input any, opts falclient.SubmitOptions) (*falclient.SubmitResponse, error)
+	Status(ctx context.Context, model, requestID string, withLogs bool) (*falclient.Status, error)
+	Result(ctx context.Context, model, requestID string) (json.RawMessage, error)
+	Cancel(ctx context.Context, model, requestID string) error
+	Run(ctx context.Context, model string, input any, opts falclient.RunOptions) (json.RawMessage, error)
+	Stream(ctx context.Context, model string, input any, opts falclient.RunOptions, onEvent func(json.RawMessage) error) (json.RawMessage, error)
+}
+
+// WebhookVerifier checks a webhook's signature over its raw body and returns
+// the signed request id; *falclient.Verifier implements it.
+type WebhookVerifier interface {
+	Verify(ctx context.Context, h http.Header, body []byte) (string, error)
+}
+
+var (
+	_ Fal             = (*falclient.Client)(nil)
+	_ WebhookVerifier = (*falclient.Verifier)(nil)
+)
+
+// Option configures a Pool.
+type Option func(*Pool)
+
+// WithLogger sets the logger; nil (the default) discards logs.
+func WithLogger(l *slog.Logger) Option { return func(p *Pool) { p.log = l } }
+
+// WithClock replaces time.Now, for tests of deadlines and backoff.
+func WithClock(now func() time.Time) Option { return func(p *Pool) { p.now = now } }
+
+// WithVerifier sets the webhook signature verifier. It is required when
+// webhook.verify is on (the default) and the webhook handler is served.
+func WithVerifier(v WebhookVerifier) Option { return func(p *Pool) { p.verifier = v } }
+
+// Pool is the consumer pool: trigger intake, webhook completion, poller and
+// cancel handling. Create it with New, run it with Start, end it with Stop.
+// Its methods are safe for concurrent use.
+type Pool struct {
+	cfg      config.Config
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	fal      Fal
+	verifier WebhookVerifier
+	log      *slog.Logger
+	now      func() time.Time
+
+	subjects      publisher.Subjects
+	pendingPrefix string
+	webhookBase   string
+	store         *jobStore
+	emit          *emitter
+	pending       jetstream.Stream
+
+	limiter *modelLimiter
+	hooks   testHooks
+	running sync.Map // trigger id → context.CancelCauseFunc of a local sync/stream run
+
+	mu       sync.Mutex
+	started  bool
+	stopping atomic.Bool
+	stopped  chan struct{}
+	stopOnce sync.Once
+	runCtx   context.Context
+	runStop  context.CancelCauseFunc
+	ccs      []jetstream.ConsumeContext
+	cancelSb *nats.Subscription
+	work     chan jetstream.Msg
+	polls    chan jetstream.Msg
+	quit     chan struct{} // closed when workers should end
+	workers  sync.WaitGroup
+}
+
+// New returns a Pool that uses nc for NATS and fal for fal's API. cfg must be
+// valid (config.Load validates it).
+func New(nc *nats.Conn, fal Fal, cfg config.Config, opts ...Option) (*Pool, error) {
+	if nc == nil {
+		return nil, errors.New("consumer: nil NATS connection")
+	}
+	if fal == nil {
+		return nil, errors.New("consumer: nil fal client")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("consumer: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("consumer: jetstream: %w", err)
+	}
+	p := &Pool{
+		cfg:     cfg,
+		nc:      nc,
+		js:      js,
+		fal:     fal,
+		now:     time.Now,
+		stopped: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Webhook.Verify && p.verifier == nil && cfg.Webhook.PublicURL != "" {
+		return nil, errors.New("consumer: webhook.verify is on but no verifier was given (WithVerifier)")
+	}
+	p.subjects = publisher.Subjects{
+		Requests:      cfg.Subjects.Requests,
+		ResultsPrefix: cfg.Subjects.Results,
+		ErrorsPrefix:  cfg.Subjects.Errors,
+		StatusPrefix:  cfg.Subjects.Status,
+		CancelPrefix:  cfg.Subjects.Cancel,
+		ResultsStream: cfg.Streams.Results,
+	}
+	p.pendingPrefix = pendingSubjectPrefix(cfg)
+	p.webhookBase = cfg.Webhook.URL()
+	p.emit = &emitter{js: js, nc: nc, subjects: p.subjects, log: p.log}
+	p.limiter = newModelLimiter(cfg.Limits.MaxInFlightPerModel, cfg.Limits.ModelLimits)
+	return p, nil
+}
+
+// Start provisions streams (unless streams.provision is off), binds the
+// durable consumers and starts pulling. It returns once the pool is running;
+// ctx bounds only the start-up calls.
+func (p *Pool) Start(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started {
+		return ErrAlreadyStarted
+	}
+	if p.stopping.Load() {
+		return ErrStopping
+	}
+	if p.cfg.Streams.Provision {
+		if err := Provision(ctx, p.js, p.cfg); err != nil {
+			return err
+		}
+	}
+	kv, err := p.js.KeyValue(ctx, p.cfg.Streams.JobsBucket)
+	if err != nil {
+		return fmt.Errorf("consumer: job bucket %q: %w", p.cfg.Streams.JobsBucket, err)
+	}
+	p.store = &jobStore{kv: kv}
+	if p.pending, err = p.js.Stream(ctx, p.cfg.Streams.Pending); err != nil {
+		return fmt.Errorf("consumer: pending stream %q: %w", p.cfg.Streams.Pending, err)
+	}
+	triggers, err := p.js.CreateOrUpdateConsumer(ctx, p.cfg.Streams.Requests, triggerConsumerConfig(p.cfg))
+	if err != nil {
+		return fmt.Errorf("consumer: trigger consumer on %q: %w", p.cfg.Streams.Requests, err)
+	}
+	poller, err := p.js.CreateOrUpdateConsumer(ctx, p.cfg.Streams.Pending, pollerConsumerConfig(p.cfg))
+	if err != nil {
+		return fmt.Errorf("consumer: poller consumer on %q: %w", p.cfg.Streams.Pending, err)
+	}
+
+	p.runCtx, p.runStop = context.WithCancelCause(context.Background())
+	p.work = make(chan jetstream.Msg)
+	p.polls = make(chan jetstream.Msg)
+	p.quit = make(chan struct{})
+	for range p.cfg.Limits.Workers {
+		p.workers.Add(2)
+		go p.loop(p.work, p.handleTrigger)
+		go p.loop(p.polls, p.handlePending)
+	}
+	batch := p.cfg.Consumer.FetchBatch
+	errHandler := jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if !p.stopping.Load() {
+			p.log.Warn("pull error", "err", err)
+		}
+	})
+	cc, err := triggers.Consume(p.dispatch(p.work), jetstream.PullMaxMessages(batch), errHandler)
+	if err != nil {
+		p.abortStart()
+		return fmt.Errorf("consumer: consume triggers: %w", err)
+	}
+	p.ccs = append(p.ccs, cc)
+	cc, err = poller.Consume(p.dispatch(p.polls), jetstream.PullMaxMessages(batch), errHandler)
+	if err != nil {
+		p.abortStart()
+		return fmt.Errorf("consumer: consume pending jobs: %w", err)
+	}
+	p.ccs = append(p.ccs, cc)
+	p.cancelSb, err = p.nc.QueueSubscribe(p.subjects.CancelPrefix+".*", "falbridge", p.handleCancel)
+	if err != nil {
+		p.abortStart()
+		return fmt.Errorf("consumer: subscribe %s.*: %w", p.subjects.CancelPrefix, err)
+	}
+	p.started = true
+	p.log.Info("consumer started", "requests_stream", p.cfg.Streams.Requests, "workers", p.cfg.Limits.Workers,
+		"webhook", p.webhookBase != "", "max_in_flight", p.cfg.Limits.MaxInFlight)
+	return nil
+}
+
+// abortStart undoes a partial Start; p.mu is held.
+func (p *Pool) abortStart() {
+	for _, cc := range p.ccs {
+		cc.Stop()
+	}
+	p.ccs = nil
+	close(p.quit)
+	p.workers.Wait()
+	p.runStop(ErrStopping)
+}
+
+// dispatch hands a pulled message to a worker. It blocks while every worker
+// is busy, which stops the pull: triggers wait in the stream, not in memory.
+func (p *Pool) dispatch(ch chan<- jetstream.Msg) jetstream.MessageHandler {
+	return func(m jetstream.Msg) {
+		select {
+		case ch <- m:
+		case <-p.quit:
+			// Stopping: leave it to redelivery.
+			_ = m.Nak()
+		}
+	}
+}
+
+// loop is one worker; it ends when p.quit is closed.
+func (p *Pool) loop(ch <-chan jetstream.Msg, handle func(context.Context, jetstream.Msg)) {
+	defer p.workers.Done()
+	for {
+		select {
+		case m := <-ch:
+			p.safely(m, handle)
+		case <-p.quit:
+			return
+		}
+	}
+}
+
+// safely runs handle with a panic guard: a panic is logged and the message
+// redelivered later, never a crash of the pool.
+func (p *Pool) safely(m jetstream.Msg, handle func(context.Context, jetstream.Msg)) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("panic handling message", "subject", m.Subject(), "panic", r)
+			_ = m.NakWithDelay(5 * time.Second)
+		}
+	}()
+	handle(p.runCtx, m)
+}
+
+// Stop stops pulling, lets the work in hand finish (submissions are never cut
+// off half way), and returns when every worker has ended or ctx is done, in
+// which case in-flight work is cancelled with ErrStopping and ctx's error is
+// returned. Stop is idempotent and safe to call without Start.
+func (p *Pool) Stop(ctx context.Context) error {
+	p.stopping.Store(true)
+	p.mu.Lock()
+	started := p.started
+	ccs := p.ccs
+	p.mu.Unlock()
+	if !started {
+		p.stopOnce.Do(func() { close(p.stopped) })
+		return nil
+	}
+	var err error
+	p.stopOnce.Do(func() {
+		defer close(p.stopped)
+		if p.cancelSb != nil {
+			_ = p.cancelSb.Unsubscribe()
+		}
+		for _, cc := range ccs {
+			cc.Drain()
+		}
+		for _, cc := range ccs {
+			select {
+			case <-cc.Closed():
+			case <-ctx.Done():
+			}
+		}
+		close(p.quit)
+		done := make(chan struct{})
+		go func() {
+			p.workers.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			// Out of time: cancel what is left. Workers end on their own
+			// once their fal call returns; the process is about to exit.
+			p.runStop(ErrStopping)
+			err = fmt.Errorf("consumer: stop: %w", ctx.Err())
+		}
+		p.runStop(ErrStopping)
+		p.log.Info("consumer stopped")
+	})
+	return err
+}
+
+// Stopped is closed once Stop has finished.
+func (p *Pool) Stopped() <-chan struct{} { return p.stopped }
+
+// Draining reports whether Stop has been called; readiness probes use it.
+func (p *Pool) Draining() bool { return p.stopping.Load() }
+
+// testHooks let tests stop a worker at the exact points of a crash. They
+// are nil outside tests.
+type testHooks struct {
+	afterSubmit func(id string) // fal accepted; the job is not stored yet
+	beforeAck   func(id string) // the job is stored and its timer set
+}
+
+// modelLimiter bounds how many triggers of one model are being submitted or
+// run at once on this replica.
+type modelLimiter struct {
+	def  int
+	per  map[string]int
+	mu   sync.Mutex
+	sems map[string]chan struct{}
+}
+
+func newModelLimiter(def int, per map[string]int) *modelLimiter {
+	return &modelLimiter{def: def, per: per, sems: map[string]chan struct{}{}}
+}
+
+// acquire takes a slot for model, waiting up to wait. The returned release
+// func is nil when no slot was free in time.
+func (l *modelLimiter) acquire(ctx context.Context, model string, wait time.Duration) func() {
+	n := l.def
+	if v, ok := l.per[model]; ok {
+		n = v
+	}
+	if n <= 0 {
+		return func() {}
+	}
+	l.mu.Lock()
+	sem, ok := l.sems[model]
+	if !ok {
+		sem = make(chan struct{}, n)
+		l.sems[model] = sem
+	}
+	l.mu.Unlock()
+	release := func() { <-sem }
+	select {
+	case sem <- struct{}{}:
+		return release
+	default:
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case sem <- struct{}{}:
+		return release
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return nil
+}

@@ -1,0 +1,141 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/falbridge/falbridge/falclient"
+	"github.com/falbridge/falbridge/publisher"
+)
+
+// webhookWorkTimeout bounds the NATS work behind one webhook delivery. fal
+// retries a delivery that fails, so giving up with a 503 loses nothing.
+const webhookWorkTimeout = 10 * time.Second
+
+// WebhookHandler returns the http.Handler for fal's webhook deliveries
+// (POST on webhook.path). Mount it on the webhook listener.
+//
+// Answers: 200 when the delivery is done with (published, a duplicate, or
+// for a job or request we do not know, so fal does not retry in a storm);
+// 401 for a bad signature; 400 for a malformed body or job key; 413 over
+// webhook.max_body_bytes; 503 when NATS trouble means fal should retry.
+func (p *Pool) WebhookHandler() http.Handler {
+	return http.HandlerFunc(p.serveWebhook)
+}
+
+func (p *Pool) serveWebhook(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		webhookReply(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.cfg.Webhook.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			webhookReply(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes (webhook.max_body_bytes)", tooBig.Limit))
+			return
+		}
+		webhookReply(w, http.StatusBadRequest, "bad_body", "cannot read body")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), webhookWorkTimeout)
+	defer cancel()
+
+	signedID := ""
+	if p.cfg.Webhook.Verify {
+		if p.verifier == nil {
+			webhookReply(w, http.StatusServiceUnavailable, "no_verifier", "webhook verification is on but not configured")
+			return
+		}
+		if signedID, err = p.verifier.Verify(ctx, r.Header, body); err != nil {
+			p.log.Warn("webhook rejected: bad signature", "err", err, "remote", r.RemoteAddr)
+			webhookReply(w, http.StatusUnauthorized, "bad_signature", "signature verification failed")
+			return
+		}
+	}
+	wh, err := falclient.ParseWebhook(body)
+	if err != nil {
+		webhookReply(w, http.StatusBadRequest, "bad_payload", err.Error())
+		return
+	}
+	if signedID != "" && signedID != wh.RequestID {
+		webhookReply(w, http.StatusUnauthorized, "bad_signature", "the signature is for another request id")
+		return
+	}
+	id := r.URL.Query().Get("job")
+	if !publisher.ValidID(id) {
+		webhookReply(w, http.StatusBadRequest, "bad_job", "missing or invalid ?job= key")
+		return
+	}
+	j, rev, err := p.store.get(ctx, id)
+	switch {
+	case errors.Is(err, errJobNotFound):
+		p.log.Warn("webhook for unknown job", "trigger_id", id, "request_id", wh.RequestID)
+		webhookReply(w, http.StatusOK, "unknown_job", "")
+		return
+	case err != nil:
+		p.log.Warn("webhook: load job failed", "trigger_id", id, "err", err)
+		webhookReply(w, http.StatusServiceUnavailable, "retry", "job store unavailable")
+		return
+	}
+	switch {
+	case j.State == stateClaimed && j.RequestID == "":
+		// The webhook beat our own record of the submit: ask fal to retry.
+		webhookReply(w, http.StatusServiceUnavailable, "retry", "job not recorded yet")
+		return
+	case j.RequestID != wh.RequestID:
+		p.log.Warn("webhook for another request of this job", "trigger_id", id, "request_id", wh.RequestID, "job_request_id", j.RequestID)
+		webhookReply(w, http.StatusOK, "stale_request", "")
+		return
+	case j.State == stateDone:
+		p.log.Debug("duplicate webhook", "trigger_id", id, "request_id", wh.RequestID)
+		webhookReply(w, http.StatusOK, "duplicate", "")
+		return
+	}
+	var (
+		res *publisher.Result
+		f   *failure
+	)
+	switch {
+	case wh.Status == falclient.WebhookOK && (len(wh.Payload) > 0 && string(wh.Payload) != "null"):
+		res = p.newResult(j, wh.Payload)
+	case wh.Status == falclient.WebhookOK:
+		f = &failure{Code: publisher.CodeFalError, Message: "fal reported success without a payload: " + wh.PayloadError}
+	default:
+		ff := classify(wh.Err(), j.ModelID)
+		if ff.Code == publisher.CodeUpstreamError || ff.Code == publisher.CodeRateLimited {
+			// fal has already retried this run on its side; it is final.
+			ff.Retryable = false
+		}
+		if wh.PayloadError != "" {
+			ff.Message += " (" + wh.PayloadError + ")"
+		}
+		f = &ff
+	}
+	published, err := p.finish(ctx, j, rev, res, f)
+	if err != nil {
+		p.log.Warn("webhook: finish failed; fal will retry", "trigger_id", id, "err", err)
+		webhookReply(w, http.StatusServiceUnavailable, "retry", "could not publish")
+		return
+	}
+	if published {
+		webhookReply(w, http.StatusOK, "published", "")
+		return
+	}
+	webhookReply(w, http.StatusOK, "duplicate", "")
+}
+
+func webhookReply(w http.ResponseWriter, code int, status, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(struct {
+		Status  string `json:"status"`
+		Message string `json:"message,omitempty"`
+	}{status, message})
+}

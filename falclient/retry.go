@@ -1,0 +1,158 @@
+package falclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// retrier runs the attempts of one operation.
+type retrier struct {
+	c       *Client
+	op      string
+	model   string
+	attempt int
+	bo      *backoff.ExponentialBackOff
+}
+
+func (c *Client) newRetrier(op, model string) *retrier {
+	return &retrier{c: c, op: op, model: model}
+}
+
+// reset starts the attempt count and the backoff over (after progress).
+func (r *retrier) reset() {
+	r.attempt = 0
+	r.bo = nil
+}
+
+// again decides, after attempt r.attempt failed with err, whether to try
+// once more. It waits the backoff (Retry-After as a floor) and returns
+// (true, nil), or returns (false, final error). It never sleeps past ctx's
+// deadline: if the wait would end after it, err is returned at once. A
+// Retry-After longer than MaxInterval also ends the retries, leaving the
+// wait to the caller (see [RetryAfter]).
+func (r *retrier) again(ctx context.Context, err error, retryable bool) (bool, error) {
+	r.attempt++
+	p := r.c.retry
+	if !retryable || r.attempt >= p.MaxAttempts || ctx.Err() != nil {
+		return false, err
+	}
+	if r.bo == nil {
+		r.bo = backoff.NewExponentialBackOff(
+			backoff.WithInitialInterval(p.InitialInterval),
+			backoff.WithMaxInterval(p.MaxInterval),
+			backoff.WithMultiplier(p.Multiplier),
+			backoff.WithRandomizationFactor(p.RandomizationFactor),
+			backoff.WithMaxElapsedTime(0),
+		)
+	}
+	wait := min(r.bo.NextBackOff(), p.MaxInterval)
+	if ra := RetryAfter(err); ra > 0 {
+		if ra > p.MaxInterval {
+			return false, err
+		}
+		wait = max(wait, ra)
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		return false, err
+	}
+	r.c.log.LogAttrs(ctx, slog.LevelDebug, "retrying fal call",
+		slog.String("op", r.op),
+		slog.String("model_id", r.model),
+		slog.Int("attempt", r.attempt),
+		slog.String("err", err.Error()),
+		slog.Duration("wait", wait),
+	)
+	if serr := r.c.sleep(ctx, wait); serr != nil {
+		return false, &abortedError{last: err, ctx: context.Cause(ctx), attempts: r.attempt}
+	}
+	return true, nil
+}
+
+// abortedError: the caller's context ended while waiting to retry.
+type abortedError struct {
+	last     error
+	ctx      error
+	attempts int
+}
+
+func (e *abortedError) Error() string {
+	return fmt.Sprintf("%v (gave up after %d attempts: %v)", e.last, e.attempts, e.ctx)
+}
+
+func (e *abortedError) Unwrap() []error { return []error{e.last, e.ctx} }
+
+func (e *abortedError) Is(target error) bool {
+	return target == ErrTimeout && errors.Is(e.ctx, context.DeadlineExceeded)
+}
+
+// retryIdempotent is the rule of status, result and cancel: network errors
+// (unless the caller's context ended) and retryable status codes.
+func retryIdempotent(err error) bool {
+	var ne *netError
+	if errors.As(err, &ne) {
+		return !ne.callerDone && !ne.permanent
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.retryable()
+	}
+	return false
+}
+
+// retrySubmit is the rule of submit: only when fal certainly did not accept
+// the request — it was never written in full, or fal answered 429, 502 or 503.
+func retrySubmit(err error) bool {
+	var ne *netError
+	if errors.As(err, &ne) {
+		return !ne.callerDone && !ne.permanent && !ne.written
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		if ae.Retryable != nil && !*ae.Retryable {
+			return false
+		}
+		switch ae.StatusCode {
+		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable:
+			return true
+		}
+	}
+	return false
+}
+
+// retryRun is the rule of run and stream: a second run is a second bill, so
+// only when the request was never written in full, or fal answered 429 or
+// 503.
+func retryRun(err error) bool {
+	var ne *netError
+	if errors.As(err, &ne) {
+		return !ne.callerDone && !ne.permanent && !ne.written
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		if ae.Retryable != nil && !*ae.Retryable {
+			return false
+		}
+		return ae.StatusCode == http.StatusTooManyRequests || ae.StatusCode == http.StatusServiceUnavailable
+	}
+	return false
+}
+
+// ambiguousSubmit reports whether a final submit error leaves it unknown
+// whether fal accepted the request.
+func ambiguousSubmit(err error) bool {
+	var ne *netError
+	if errors.As(err, &ne) {
+		return ne.written
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.StatusCode == http.StatusGatewayTimeout && !ae.timeout()
+	}
+	return false
+}

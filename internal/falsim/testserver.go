@@ -1,0 +1,48 @@
+package falsim
+
+import (
+	"net/http/httptest"
+	"testing"
+)
+
+// TestServer is a Sim behind an httptest server on 127.0.0.1, for tests in
+// any package. Its URL fields are what falclient's options take.
+type TestServer struct {
+	*Sim
+	// Server is the underlying httptest server.
+	Server *httptest.Server
+	// URL is the base URL, "http://127.0.0.1:port".
+	URL string
+	// QueueURL is the queue base URL (= URL).
+	QueueURL string
+	// RunURL is the sync run base URL (= URL + "/run").
+	RunURL string
+	// JWKSURL is the webhook key set (= URL + "/.well-known/jwks.json").
+	JWKSURL string
+}
+
+// NewTestServer starts a simulator configured by cfg and stops it when the
+// test ends. Tests typically set a small Latency (20ms). It fails the test
+// if cfg is invalid.
+func NewTestServer(tb testing.TB, cfg Config) *TestServer {
+	tb.Helper()
+	sim, err := New(cfg)
+	if err != nil {
+		tb.Fatalf("falsim: %v", err)
+	}
+	srv := httptest.NewServer(sim)
+	tb.Cleanup(func() {
+		// The Sim first: it releases the requests it holds open (hung
+		// calls, streams), which srv.Close would otherwise wait for.
+		_ = sim.Close()
+		srv.Close()
+	})
+	return &TestServer{
+		Sim:      sim,
+		Server:   srv,
+		URL:      srv.URL,
+		QueueURL: srv.URL,
+		RunURL:   srv.URL + "/run",
+		JWKSURL:  srv.URL + "/.well-known/jwks.json",
+	}
+}

@@ -1,0 +1,215 @@
+package publisher
+
+import (
+	"cmp"
+	"fmt"
+	"strings"
+)
+
+// Default subject, stream and bucket names. They are part of falbridge's public
+// contract (design.md, "Contracts"): the README, the demo and outside scripts
+// rely on them. Every one of them is configurable.
+const (
+	// RequestsSubjectDefault is the subject pattern triggers are published on;
+	// any suffix works ("nats pub fal.requests.demo '{…}'").
+	RequestsSubjectDefault = "fal.requests.>"
+	// ResultsPrefixDefault prefixes result events: "fal.results.<trigger id>".
+	ResultsPrefixDefault = "fal.results"
+	// ErrorsPrefixDefault prefixes error events: "fal.errors.<trigger id>".
+	ErrorsPrefixDefault = "fal.errors"
+	// StatusPrefixDefault prefixes progress events: "fal.status.<trigger id>".
+	StatusPrefixDefault = "fal.status"
+	// CancelPrefixDefault prefixes cancel requests: "fal.cancel.<trigger id>"
+	// (core NATS request or publish).
+	CancelPrefixDefault = "fal.cancel"
+
+	// RequestsStreamDefault is the work-queue stream holding triggers.
+	RequestsStreamDefault = "FAL_REQUESTS"
+	// ResultsStreamDefault is the stream holding result and error events.
+	ResultsStreamDefault = "FAL_RESULTS"
+	// StatusStreamDefault is the stream holding progress events (short max age).
+	StatusStreamDefault = "FAL_STATUS"
+	// PendingStreamDefault is the consumer's timer stream for pending fal jobs.
+	PendingStreamDefault = "FAL_PENDING"
+	// JobsBucketDefault is the KV bucket holding job state.
+	JobsBucketDefault = "fal_jobs"
+
+	// MaxIDLen is the maximum length of a trigger id.
+	MaxIDLen = 128
+)
+
+// Subjects names the subjects and streams a [Publisher] uses. The zero value
+// of a field means its default; see [Subjects.WithDefaults].
+type Subjects struct {
+	// Requests is the trigger subject pattern. Defaults to
+	// [RequestsSubjectDefault]. See [Subjects.RequestSubject].
+	Requests string
+	// ResultsPrefix defaults to [ResultsPrefixDefault].
+	ResultsPrefix string
+	// ErrorsPrefix defaults to [ErrorsPrefixDefault].
+	ErrorsPrefix string
+	// StatusPrefix defaults to [StatusPrefixDefault].
+	StatusPrefix string
+	// CancelPrefix defaults to [CancelPrefixDefault].
+	CancelPrefix string
+	// ResultsStream is the stream holding result and error events, read by
+	// [Publisher.Await] and [Publisher.Watch]. Defaults to [ResultsStreamDefault].
+	ResultsStream string
+	// StatusStream is the stream holding status events, read by
+	// [Publisher.Watch]. Defaults to [StatusStreamDefault].
+	StatusStream string
+}
+
+// DefaultSubjects returns the default subjects and streams.
+func DefaultSubjects() Subjects {
+	return Subjects{
+		Requests:      RequestsSubjectDefault,
+		ResultsPrefix: ResultsPrefixDefault,
+		ErrorsPrefix:  ErrorsPrefixDefault,
+		StatusPrefix:  StatusPrefixDefault,
+		CancelPrefix:  CancelPrefixDefault,
+		ResultsStream: ResultsStreamDefault,
+		StatusStream:  StatusStreamDefault,
+	}
+}
+
+// WithDefaults returns s with every empty field set to its default.
+func (s Subjects) WithDefaults() Subjects {
+	d := DefaultSubjects()
+	return Subjects{
+		Requests:      cmp.Or(s.Requests, d.Requests),
+		ResultsPrefix: cmp.Or(s.ResultsPrefix, d.ResultsPrefix),
+		ErrorsPrefix:  cmp.Or(s.ErrorsPrefix, d.ErrorsPrefix),
+		StatusPrefix:  cmp.Or(s.StatusPrefix, d.StatusPrefix),
+		CancelPrefix:  cmp.Or(s.CancelPrefix, d.CancelPrefix),
+		ResultsStream: cmp.Or(s.ResultsStream, d.ResultsStream),
+		StatusStream:  cmp.Or(s.StatusStream, d.StatusStream),
+	}
+}
+
+// Validate reports the first field that is not a usable name: Requests must
+// be a subject (wildcards allowed, see [Subjects.RequestSubject]), prefixes
+// must be subjects without wildcards, streams must be non-empty and contain
+// no '.', '*', '>' or whitespace. Empty fields are errors; call
+// [Subjects.WithDefaults] first to fill them.
+func (s Subjects) Validate() error {
+	if !validSubject(s.Requests, true) {
+		return fmt.Errorf("subjects: requests: invalid subject %q", s.Requests)
+	}
+	for _, f := range []struct{ name, v string }{
+		{"results", s.ResultsPrefix},
+		{"errors", s.ErrorsPrefix},
+		{"status", s.StatusPrefix},
+		{"cancel", s.CancelPrefix},
+	} {
+		if !validSubject(f.v, false) {
+			return fmt.Errorf("subjects: %s: invalid subject prefix %q", f.name, f.v)
+		}
+	}
+	for _, f := range []struct{ name, v string }{
+		{"results_stream", s.ResultsStream},
+		{"status_stream", s.StatusStream},
+	} {
+		if f.v == "" || strings.ContainsAny(f.v, ".*> \t\r\n/\\") {
+			return fmt.Errorf("subjects: %s: invalid stream name %q", f.name, f.v)
+		}
+	}
+	return nil
+}
+
+// Result returns the subject of the result event of trigger id.
+func (s Subjects) Result(id string) string { return s.ResultsPrefix + "." + id }
+
+// Error returns the subject of the error event of trigger id.
+func (s Subjects) Error(id string) string { return s.ErrorsPrefix + "." + id }
+
+// Status returns the subject of the status events of trigger id.
+func (s Subjects) Status(id string) string { return s.StatusPrefix + "." + id }
+
+// Cancel returns the subject that cancels trigger id.
+func (s Subjects) Cancel(id string) string { return s.CancelPrefix + "." + id }
+
+// RequestSubject returns the subject to publish a trigger on: the Requests
+// pattern without its trailing ".>" or ".*", then "." and suffix, so the
+// default gives "fal.requests.<suffix>". A Requests subject without a
+// trailing wildcard is a literal subject and is returned unchanged.
+func (s Subjects) RequestSubject(suffix string) string {
+	if base, ok := strings.CutSuffix(s.Requests, ".>"); ok {
+		return base + "." + suffix
+	}
+	if base, ok := strings.CutSuffix(s.Requests, ".*"); ok {
+		return base + "." + suffix
+	}
+	return s.Requests
+}
+
+// ValidID reports whether id is a valid trigger id: 1 to [MaxIDLen]
+// characters, each an ASCII letter, digit, '-' or '_', so that the id is a
+// single NATS subject token.
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > MaxIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validSubject reports whether s is a NATS subject: non-empty tokens
+// separated by '.', no whitespace or control characters. With wildcards, a
+// token may be "*", and the last token may be ">"; without, neither '*' nor
+// '>' may appear at all.
+func validSubject(s string, wildcards bool) bool {
+	if s == "" {
+		return false
+	}
+	tokens := strings.Split(s, ".")
+	for i, tok := range tokens {
+		if tok == "" {
+			return false
+		}
+		for _, r := range tok {
+			if r <= ' ' || r == 0x7f {
+				return false
+			}
+		}
+		if strings.ContainsAny(tok, "*>") {
+			if !wildcards {
+				return false
+			}
+			switch {
+			case tok == "*":
+			case tok == ">" && i == len(tokens)-1:
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// subjectsCollide reports whether some literal subject matches both
+// patterns a and b (which may contain wildcards).
+func subjectsCollide(a, b string) bool {
+	at, bt := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; ; i++ {
+		switch {
+		case i == len(at) && i == len(bt):
+			return true
+		case i == len(at) || i == len(bt):
+			return false
+		case at[i] == ">" || bt[i] == ">":
+			return true
+		case at[i] == "*" || bt[i] == "*" || at[i] == bt[i]:
+			continue
+		default:
+			return false
+		}
+	}
+}

@@ -26,7 +26,7 @@ import (
 // testBundle is one hermetic falbridge: embedded NATS, the fal simulator, a
 // webhook listener and pools built on demand.
 type testBundle struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *natstest.Server
 	nc      *nats.Conn
 	js      jetstream.JetStream
@@ -34,6 +34,7 @@ type testBundle struct {
 	fal     *falclient.Client
 	cfg     config.Config
 	webhook *httptest.Server
+	quiet   bool
 	// current is the pool the webhook listener routes to (nil: 503).
 	current atomic.Pointer[consumer.Pool]
 }
@@ -41,16 +42,17 @@ type testBundle struct {
 type setupOpts struct {
 	sim       falsim.Config
 	noWebhook bool
+	quiet     bool // discard the pool's logs (benchmarks)
 	cfg       func(*config.Config)
 }
 
-func setup(t *testing.T, mods ...func(*setupOpts)) *testBundle {
+func setup(t testing.TB, mods ...func(*setupOpts)) *testBundle {
 	t.Helper()
 	o := &setupOpts{sim: falsim.Config{Latency: 30 * time.Millisecond, Jitter: 0.1, Seed: 1, WebhookRetryDelay: 50 * time.Millisecond}}
 	for _, m := range mods {
 		m(o)
 	}
-	b := &testBundle{t: t}
+	b := &testBundle{t: t, quiet: o.quiet}
 	b.srv = natstest.Run(t)
 	b.nc = b.srv.Connect(t)
 	var err error
@@ -113,7 +115,11 @@ func (b *testBundle) newPool(fal consumer.Fal) *consumer.Pool {
 	if fal == nil {
 		fal = b.fal
 	}
-	p, err := consumer.New(b.nc, fal, b.cfg, consumer.WithVerifier(b.fal.Verifier()), consumer.WithLogger(testLogger(b.t)))
+	log := testLogger(b.t)
+	if b.quiet {
+		log = nil
+	}
+	p, err := consumer.New(b.nc, fal, b.cfg, consumer.WithVerifier(b.fal.Verifier()), consumer.WithLogger(log))
 	require.NoError(b.t, err)
 	return p
 }
@@ -201,7 +207,7 @@ func (b *testBundle) requireSettled() {
 func (b *testBundle) stats() falsim.Stats { return b.sim.Stats() }
 
 // waitFor polls cond until it holds (10 s at most).
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	require.Eventually(t, cond, 15*time.Second, 10*time.Millisecond, what)
 }

@@ -8,7 +8,7 @@ import (
 
 // testLogger sends the pool's logs to the test log (shown on failure or -v).
 // Lines logged after the test has ended are dropped rather than panicking.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	w := &tWriter{t: t}
 	t.Cleanup(func() {
 		w.mu.Lock()
@@ -19,7 +19,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 type tWriter struct {
-	t    *testing.T
+	t    testing.TB
 	mu   sync.Mutex
 	done bool
 }

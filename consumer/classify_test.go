@@ -1,0 +1,105 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/falbridge/falbridge/falclient"
+	"github.com/falbridge/falbridge/publisher"
+)
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	api := func(status int, mut func(*falclient.APIError)) error {
+		e := &falclient.APIError{Op: "submit", Model: "fal-ai/flux/dev", StatusCode: status, Message: "boom"}
+		if mut != nil {
+			mut(e)
+		}
+		return fmt.Errorf("wrapped: %w", e)
+	}
+	cases := []struct {
+		name      string
+		err       error
+		code      publisher.Code
+		retryable bool
+		mention   string
+	}{
+		{name: "401", err: api(401, nil), code: publisher.CodeUnauthorized, mention: "key"},
+		{name: "403", err: api(403, nil), code: publisher.CodeUnauthorized},
+		{name: "404 unknown model", err: api(404, nil), code: publisher.CodeInvalidModel, mention: `"fal-ai/flux/dev"`},
+		{name: "422 missing field", err: api(422, func(e *falclient.APIError) {
+			e.Details = []falclient.ValidationDetail{{Loc: []any{"body", "prompt"}, Msg: "field required", Type: "missing"}}
+		}), code: publisher.CodeValidationError, mention: `missing required input field "prompt"`},
+		{name: "422 bad image", err: api(422, func(e *falclient.APIError) {
+			e.Details = []falclient.ValidationDetail{{Loc: []any{"body", "image_url"}, Msg: "bad url", Type: "value_error", Input: json.RawMessage(`"ftp://x"`)}}
+		}), code: publisher.CodeInvalidImageURL, mention: `"ftp://x"`},
+		{name: "422 field", err: api(422, func(e *falclient.APIError) {
+			e.Details = []falclient.ValidationDetail{{Loc: []any{"body", "image_size", "width"}, Msg: "too big", Type: "image_too_large"}}
+		}), code: publisher.CodeValidationError, mention: `"image_size.width"`},
+		{name: "429", err: api(429, func(e *falclient.APIError) { e.RetryAfter = 3 * time.Second }), code: publisher.CodeRateLimited, retryable: true},
+		{name: "500", err: api(500, nil), code: publisher.CodeUpstreamError, retryable: true},
+		{name: "503", err: api(503, nil), code: publisher.CodeUpstreamError, retryable: true},
+		{name: "504 user timeout", err: api(504, func(e *falclient.APIError) { e.TimeoutType = "user" }), code: publisher.CodeTimeout},
+		{name: "499", err: api(499, nil), code: publisher.CodeCanceled},
+		{name: "400", err: api(400, nil), code: publisher.CodeFalError},
+		{name: "ambiguous", err: fmt.Errorf("submit: %w", errors.Join(falclient.ErrAmbiguousSubmit, context.DeadlineExceeded)), code: publisher.CodeAmbiguousSubmit, mention: "second bill"},
+		{name: "network", err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}, code: publisher.CodeUpstreamError, retryable: true},
+		{name: "invalid model id", err: fmt.Errorf("%w: %q", falclient.ErrInvalidModelID, "a//b"), code: publisher.CodeInvalidModel},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := classify(tc.err, "fal-ai/flux/dev")
+			require.Equal(t, tc.code, f.Code, f.Message)
+			require.Equal(t, tc.retryable, f.Retryable)
+			require.Contains(t, f.Message, tc.mention)
+		})
+	}
+	require.Equal(t, 3*time.Second, classify(api(429, func(e *falclient.APIError) { e.RetryAfter = 3 * time.Second }), "m").RetryAfter)
+}
+
+func TestTerminalFilter(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ results, errs, want string }{
+		{"fal.results", "fal.errors", "fal.*.x"},
+		{"a.b.res", "a.b.err", "a.b.*.x"},
+		{"res", "err", "*.x"},
+		{"a.res", "err", ""}, // different shapes: only the dedupe window guards
+	}
+	for _, tc := range cases {
+		got := terminalFilter(publisher.Subjects{ResultsPrefix: tc.results, ErrorsPrefix: tc.errs}, "x")
+		require.Equal(t, tc.want, got, "%s / %s", tc.results, tc.errs)
+	}
+}
+
+func TestCheckImageURLs(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		input string
+		bad   bool
+	}{
+		{`{"prompt":"x"}`, false},
+		{`{"image_url":"https://example.com/a.png"}`, false},
+		{`{"image_url":"data:image/png;base64,AAAA"}`, false},
+		{`{"image_url":"ftp://example.com/a.png"}`, true},
+		{`{"image_url":"https://"}`, true},
+		{`{"image_url":"https://exa mple.com/a.png"}`, true},
+		{`{"image_url":42}`, true},
+		{`{"image_urls":["https://a/b.png","nope"]}`, true},
+		{`{"image_urls":"https://a/b.png"}`, true},
+	}
+	for _, tc := range cases {
+		f := checkImageURLs(json.RawMessage(tc.input))
+		require.Equal(t, tc.bad, f != nil, tc.input)
+		if f != nil {
+			require.Equal(t, publisher.CodeInvalidImageURL, f.Code)
+		}
+	}
+}

@@ -1,0 +1,126 @@
+package consumer_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/falbridge/falbridge/config"
+	"github.com/falbridge/falbridge/consumer"
+	"github.com/falbridge/falbridge/internal/falsim"
+)
+
+func TestWebhookHandlerEdges(t *testing.T) {
+	t.Parallel()
+	okBody := `{"request_id":"r-1","gateway_request_id":"r-1","status":"OK","payload":{"x":1},"error":null}`
+	cases := []struct {
+		name     string
+		verify   bool
+		method   string
+		target   string
+		body     string
+		header   http.Header
+		wantCode int
+		wantBody string
+	}{
+		{name: "wrong method", method: http.MethodGet, target: "/fal/webhook?job=a", wantCode: http.StatusMethodNotAllowed},
+		{name: "unsigned with verification on", verify: true, method: http.MethodPost, target: "/fal/webhook?job=a", body: okBody, wantCode: http.StatusUnauthorized, wantBody: "bad_signature"},
+		{name: "forged signature", verify: true, method: http.MethodPost, target: "/fal/webhook?job=a", body: okBody,
+			header: http.Header{"X-Fal-Webhook-Request-Id": {"r-1"}, "X-Fal-Webhook-User-Id": {"u"}, "X-Fal-Webhook-Timestamp": {"1"}, "X-Fal-Webhook-Signature": {strings.Repeat("ab", 64)}},
+			wantCode: http.StatusUnauthorized},
+		{name: "too large", method: http.MethodPost, target: "/fal/webhook?job=a", body: `{"request_id":"` + strings.Repeat("x", 2048) + `"}`, wantCode: http.StatusRequestEntityTooLarge},
+		{name: "not JSON", method: http.MethodPost, target: "/fal/webhook?job=a", body: `nope`, wantCode: http.StatusBadRequest, wantBody: "bad_payload"},
+		{name: "no job key", method: http.MethodPost, target: "/fal/webhook", body: okBody, wantCode: http.StatusBadRequest, wantBody: "bad_job"},
+		{name: "bad job key", method: http.MethodPost, target: "/fal/webhook?job=a.b", body: okBody, wantCode: http.StatusBadRequest, wantBody: "bad_job"},
+		// An unknown job is answered 200 so that fal does not retry it ten times.
+		{name: "unknown job", method: http.MethodPost, target: "/fal/webhook?job=never-seen", body: okBody, wantCode: http.StatusOK, wantBody: "unknown_job"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, func(o *setupOpts) {
+				o.cfg = func(c *config.Config) {
+					c.Webhook.Verify = tc.verify
+					c.Webhook.MaxBodyBytes = 1024
+				}
+			})
+			p := b.startPool()
+			req := httptest.NewRequest(tc.method, tc.target, strings.NewReader(tc.body))
+			for k, v := range tc.header {
+				req.Header[k] = v
+			}
+			rec := httptest.NewRecorder()
+			p.WebhookHandler().ServeHTTP(rec, req)
+			require.Equal(t, tc.wantCode, rec.Code, rec.Body.String())
+			require.Contains(t, rec.Body.String(), tc.wantBody)
+		})
+	}
+}
+
+func TestGlobalInFlightLimitHolds(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *setupOpts) {
+		o.sim.Concurrency = 16
+		o.cfg = func(c *config.Config) {
+			c.Limits.Workers = 8
+			c.Limits.MaxInFlight = 8
+			c.Consumer.FetchBatch = 1
+		}
+	})
+	cf := &countingFal{Fal: b.fal}
+	b.start(b.newPool(cf))
+	const n = 24
+	for i := range n {
+		b.publish("glob", `{"id":"`+triggerID(i)+`","model_id":"fal-ai/flux/schnell","mode":"sync","input":{"prompt":"p","_sim":{"latency_ms":80}}}`)
+	}
+	for i := range n {
+		_, ev := b.terminal(triggerID(i))
+		require.Nil(t, ev)
+	}
+	require.LessOrEqual(t, cf.max(), 8)
+	require.Greater(t, cf.max(), 1, "work ran in parallel")
+}
+
+func TestProvisionIsIdempotentAndCanBeLeftToTheOperator(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 3 {
+		require.NoError(t, consumer.Provision(ctx, b.js, b.cfg))
+	}
+	// With provisioning off, a pool starts on the existing assets...
+	b.cfg.Streams.Provision = false
+	b.startPool()
+	b.publish("prov", `{"id":"prov-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
+	_, ev := b.terminal("prov-1")
+	require.Nil(t, ev)
+
+	// ...and fails clearly, naming the bucket, where they are missing.
+	empty := setup(t)
+	empty.cfg.Streams.Provision = false
+	p := empty.newPool(nil)
+	err := p.Start(ctx)
+	require.ErrorContains(t, err, empty.cfg.Streams.JobsBucket)
+}
+
+func TestWebhookBeforeJobIsStoredAsksForRetry(t *testing.T) {
+	t.Parallel()
+	// Webhooks arrive after a delay; the sim's queue is fast. This checks
+	// the normal ordering works with a zero-latency model.
+	b := setup(t, func(o *setupOpts) { o.sim = falsim.Config{Latency: time.Millisecond, Seed: 2, WebhookRetryDelay: 20 * time.Millisecond} })
+	b.startPool()
+	for i := range 10 {
+		b.publish("fast", `{"id":"`+triggerID(i)+`","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
+	}
+	for i := range 10 {
+		_, ev := b.terminal(triggerID(i))
+		require.Nil(t, ev)
+		require.Equal(t, 1, b.terminalCount(triggerID(i)))
+	}
+}

@@ -31,7 +31,7 @@ func TestWebhookHandlerEdges(t *testing.T) {
 		{name: "wrong method", method: http.MethodGet, target: "/fal/webhook?job=a", wantCode: http.StatusMethodNotAllowed},
 		{name: "unsigned with verification on", verify: true, method: http.MethodPost, target: "/fal/webhook?job=a", body: okBody, wantCode: http.StatusUnauthorized, wantBody: "bad_signature"},
 		{name: "forged signature", verify: true, method: http.MethodPost, target: "/fal/webhook?job=a", body: okBody,
-			header: http.Header{"X-Fal-Webhook-Request-Id": {"r-1"}, "X-Fal-Webhook-User-Id": {"u"}, "X-Fal-Webhook-Timestamp": {"1"}, "X-Fal-Webhook-Signature": {strings.Repeat("ab", 64)}},
+			header:   http.Header{"X-Fal-Webhook-Request-Id": {"r-1"}, "X-Fal-Webhook-User-Id": {"u"}, "X-Fal-Webhook-Timestamp": {"1"}, "X-Fal-Webhook-Signature": {strings.Repeat("ab", 64)}},
 			wantCode: http.StatusUnauthorized},
 		{name: "too large", method: http.MethodPost, target: "/fal/webhook?job=a", body: `{"request_id":"` + strings.Repeat("x", 2048) + `"}`, wantCode: http.StatusRequestEntityTooLarge},
 		{name: "not JSON", method: http.MethodPost, target: "/fal/webhook?job=a", body: `nope`, wantCode: http.StatusBadRequest, wantBody: "bad_payload"},
@@ -113,7 +113,9 @@ func TestWebhookBeforeJobIsStoredAsksForRetry(t *testing.T) {
 	t.Parallel()
 	// Webhooks arrive after a delay; the sim's queue is fast. This checks
 	// the normal ordering works with a zero-latency model.
-	b := setup(t, func(o *setupOpts) { o.sim = falsim.Config{Latency: time.Millisecond, Seed: 2, WebhookRetryDelay: 20 * time.Millisecond} })
+	b := setup(t, func(o *setupOpts) {
+		o.sim = falsim.Config{Latency: time.Millisecond, Seed: 2, WebhookRetryDelay: 20 * time.Millisecond}
+	})
 	b.startPool()
 	for i := range 10 {
 		b.publish("fast", `{"id":"`+triggerID(i)+`","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)

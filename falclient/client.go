@@ -14,9 +14,12 @@ import (
 
 // Defaults.
 const (
+	// QueueURLDefault is fal's queue host (submit, status, result, cancel).
 	QueueURLDefault = "https://queue.fal.run"
-	RunURLDefault   = "https://fal.run"
-	JWKSURLDefault  = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+	// RunURLDefault is fal's synchronous run host (run, stream).
+	RunURLDefault = "https://fal.run"
+	// JWKSURLDefault serves the public keys of fal's webhook signatures.
+	JWKSURLDefault = "https://rest.alpha.fal.ai/.well-known/jwks.json"
 
 	// MaxAttemptsDefault is the default [RetryPolicy.MaxAttempts].
 	MaxAttemptsDefault = 5

@@ -103,7 +103,7 @@ var (
 	ErrWebhookPayload = errors.New("falclient: malformed webhook payload")
 )
 
-// Operation names used in [APIError.Op] and in log lines.
+// Operation names used in [APIError.Op] and in the "op" key of log lines.
 const (
 	OpSubmit       = "submit"
 	OpStatus       = "status"
@@ -118,12 +118,12 @@ const (
 // ValidationDetail is one entry of a FastAPI-style error body (fal's format
 // A): {"detail":[{"loc":["body","prompt"],"msg":"field required","type":"missing"}]}.
 type ValidationDetail struct {
-	Loc   []any           `json:"loc"`
-	Msg   string          `json:"msg"`
-	Type  string          `json:"type"`
-	URL   string          `json:"url,omitempty"`
-	Ctx   json.RawMessage `json:"ctx,omitempty"`
-	Input json.RawMessage `json:"input,omitempty"`
+	Loc   []any           `json:"loc"`             // path to the field, e.g. ["body","image_size","width"]; see Field
+	Msg   string          `json:"msg"`             // human-readable text; do not parse it
+	Type  string          `json:"type"`            // machine code, e.g. "missing", "image_too_large", "content_policy_violation"
+	URL   string          `json:"url,omitempty"`   // link to the error's documentation
+	Ctx   json.RawMessage `json:"ctx,omitempty"`   // structured limits, e.g. {"max_width":1024}
+	Input json.RawMessage `json:"input,omitempty"` // the offending value (Pydantic v2)
 }
 
 // Field returns the dotted path of the offending input field without the
@@ -564,7 +564,7 @@ type ambiguousError struct {
 }
 
 func (e *ambiguousError) Error() string {
-	return fmt.Sprintf("falclient: submit %s: fal may have accepted the request (not retried): %v", e.model, e.cause)
+	return fmt.Sprintf("%v [ambiguous submit: fal may have accepted the request; not retried]", e.cause)
 }
 
 func (e *ambiguousError) Unwrap() []error { return []error{ErrAmbiguousSubmit, e.cause} }

@@ -36,7 +36,7 @@ func ExampleClient_Submit() {
 	ctx := context.Background()
 	const model = "fal-ai/flux/dev"
 
-	sub, err := c.Submit(ctx, model, map[string]any{"prompt": "a red fox in snow"}, falclient.SubmitOptions{})
+	sub, err := c.Submit(ctx, model, map[string]any{"prompt": "a red fox in snow", "output_format": "png"}, falclient.SubmitOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -65,5 +65,5 @@ func ExampleClient_Submit() {
 	fmt.Println("images:", len(res.Images), res.Images[0].ContentType)
 	// Output:
 	// COMPLETED failed: false logs: true
-	// images: 1 image/jpeg
+	// images: 1 image/png
 }

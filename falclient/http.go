@@ -36,23 +36,38 @@ type call struct {
 // exchange is one attempt in flight: a response whose body the caller
 // reads, then closes with close.
 type exchange struct {
-	cl      *call
-	resp    *http.Response
-	cancel  context.CancelCauseFunc
-	timer   *time.Timer
-	actx    context.Context
-	written func() bool
+	cl     *call
+	resp   *http.Response
+	cancel context.CancelCauseFunc
+	timer  *time.Timer
+	actx   context.Context
 }
 
-// close drains (bounded) and closes the body and releases the attempt.
+// close releases the attempt. A plain body is drained (at most 64 KiB,
+// for at most drainTimeout) so that the connection can be reused; a stream
+// is abandoned at once, since draining it could wait for the server's next
+// event.
 func (x *exchange) close() {
 	if x.timer != nil {
 		x.timer.Stop()
 	}
-	_, _ = io.CopyN(io.Discard, x.resp.Body, maxDrain)
+	if x.cl.stream {
+		x.cancel(errAbandoned)
+	} else {
+		guard := time.AfterFunc(drainTimeout, func() { x.cancel(errAbandoned) })
+		_, _ = io.CopyN(io.Discard, x.resp.Body, maxDrain)
+		guard.Stop()
+	}
 	_ = x.resp.Body.Close()
 	x.cancel(nil)
 }
+
+// drainTimeout bounds the drain of a body before it is closed.
+const drainTimeout = time.Second
+
+// errAbandoned is the cancel cause of an attempt whose body is no longer
+// wanted.
+var errAbandoned = errors.New("falclient: response abandoned")
 
 // stopTimer ends the per-attempt timeout (streams, once headers arrived).
 func (x *exchange) stopTimer() {
@@ -87,19 +102,20 @@ func (c *Client) send(ctx context.Context, cl *call) (*exchange, error) {
 		d := cl.timeout
 		timer = time.AfterFunc(d, func() { cancel(&attemptTimeoutError{d: d}) })
 	}
-	var (
-		gotConn, wroteOK atomic.Bool
-		bodyFull         atomic.Bool
-	)
+	// Whether the request may have reached the server in full: the
+	// transport reported it written (httptrace), or it read the last byte
+	// of the body (which it does before sending it, so this flag is set
+	// first even when the trace event comes late or the transport is not
+	// an *http.Transport). A dial, DNS or TLS failure leaves both unset.
+	var wroteOK, bodyFull atomic.Bool
 	trace := &httptrace.ClientTrace{
-		GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) },
 		WroteRequest: func(info httptrace.WroteRequestInfo) {
 			if info.Err == nil {
 				wroteOK.Store(true)
 			}
 		},
 	}
-	written := func() bool { return gotConn.Load() && (wroteOK.Load() || bodyFull.Load()) }
+	written := func() bool { return wroteOK.Load() || bodyFull.Load() }
 
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(actx, trace), cl.method, cl.url, nil)
 	if err != nil {
@@ -147,7 +163,7 @@ func (c *Client) send(ctx context.Context, cl *call) (*exchange, error) {
 		cancel(nil)
 		return nil, ne
 	}
-	x := &exchange{cl: cl, resp: resp, cancel: cancel, timer: timer, actx: actx, written: written}
+	x := &exchange{cl: cl, resp: resp, cancel: cancel, timer: timer, actx: actx}
 	if cl.stream {
 		x.stopTimer()
 	}

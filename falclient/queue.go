@@ -128,13 +128,13 @@ func encodeInput(op, model string, input any) ([]byte, error) {
 // use the base app id; store them if you like, but [Client.Status],
 // [Client.Result] and [Client.Cancel] rebuild them from the model id.
 type SubmitResponse struct {
-	RequestID        string `json:"request_id"`
-	GatewayRequestID string `json:"gateway_request_id,omitempty"`
-	StatusURL        string `json:"status_url,omitempty"`
-	ResponseURL      string `json:"response_url,omitempty"`
-	CancelURL        string `json:"cancel_url,omitempty"`
-	Status           string `json:"status,omitempty"`
-	QueuePosition    int    `json:"queue_position"`
+	RequestID        string `json:"request_id"`                   // the queue request id (never empty)
+	GatewayRequestID string `json:"gateway_request_id,omitempty"` // id of the latest attempt; often equal to RequestID
+	StatusURL        string `json:"status_url,omitempty"`         // {queue}/{base app id}/requests/{id}/status
+	ResponseURL      string `json:"response_url,omitempty"`       // {queue}/{base app id}/requests/{id}
+	CancelURL        string `json:"cancel_url,omitempty"`         // {queue}/{base app id}/requests/{id}/cancel
+	Status           string `json:"status,omitempty"`             // "IN_QUEUE"
+	QueuePosition    int    `json:"queue_position"`               // requests ahead of this one
 }
 
 // Submit puts a request on fal's queue: POST {queue}/{model}[?fal_webhook=…].
@@ -202,10 +202,10 @@ const (
 
 // LogEntry is one log line of a running request.
 type LogEntry struct {
-	Message   string `json:"message"`
-	Level     string `json:"level"`  // STDERR, STDOUT, ERROR, INFO, WARN, DEBUG
-	Source    string `json:"source"` // "USER"
-	Timestamp string `json:"timestamp"`
+	Message   string `json:"message"`   // the log line
+	Level     string `json:"level"`     // STDERR, STDOUT, ERROR, INFO, WARN, DEBUG
+	Source    string `json:"source"`    // "USER"
+	Timestamp string `json:"timestamp"` // ISO-8601 as fal sends it (a number is kept as its text)
 }
 
 // Metrics are a completed request's metrics.
@@ -215,16 +215,16 @@ type Metrics struct {
 
 // Status is a queued request's status (fal-protocol §3.2).
 type Status struct {
-	State         State      `json:"status"`
+	State         State      `json:"status"`                   // IN_QUEUE, IN_PROGRESS, COMPLETED, or an unknown string kept verbatim
 	QueuePosition *int       `json:"queue_position,omitempty"` // requests ahead (IN_QUEUE)
-	Logs          []LogEntry `json:"logs,omitempty"`
-	Metrics       *Metrics   `json:"metrics,omitempty"`
-	Error         string     `json:"error,omitempty"`      // set on a COMPLETED request that failed
-	ErrorType     string     `json:"error_type,omitempty"` // likewise
-	RequestID     string     `json:"request_id,omitempty"`
-	ResponseURL   string     `json:"response_url,omitempty"`
-	StatusURL     string     `json:"status_url,omitempty"`
-	CancelURL     string     `json:"cancel_url,omitempty"`
+	Logs          []LogEntry `json:"logs,omitempty"`           // with logs requested; nil otherwise
+	Metrics       *Metrics   `json:"metrics,omitempty"`        // COMPLETED only, when fal sends them
+	Error         string     `json:"error,omitempty"`          // set on a COMPLETED request that failed
+	ErrorType     string     `json:"error_type,omitempty"`     // likewise
+	RequestID     string     `json:"request_id,omitempty"`     // as echoed by fal
+	ResponseURL   string     `json:"response_url,omitempty"`   // where the result is read
+	StatusURL     string     `json:"status_url,omitempty"`     // where the status is read
+	CancelURL     string     `json:"cancel_url,omitempty"`     // where the request is cancelled
 }
 
 // Done reports whether the request is COMPLETED (successfully or not; fetch

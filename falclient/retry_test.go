@@ -500,3 +500,39 @@ func (s *syncWriter) String() string {
 	defer s.mu.Unlock()
 	return s.w.String()
 }
+
+// rtFunc is a RoundTripper that does not emit httptrace events.
+type rtFunc func(*http.Request) (*http.Response, error)
+
+func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestSubmitWrittenWithoutTrace(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		readBody bool
+		ambig    bool
+		calls    int64
+	}{
+		{"body consumed then failure is ambiguous", true, true, 1},
+		{"failure before the body is read is retried", false, false, int64(fastRetry.MaxAttempts)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int64
+			hc := &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+				calls.Add(1)
+				if tt.readBody {
+					_, _ = io.ReadAll(r.Body)
+				}
+				return nil, errors.New("connection reset (simulated)")
+			})}
+			c := newTestClient(t, "http://fal.invalid", falclient.WithHTTPClient(hc))
+			_, err := c.Submit(context.Background(), "fal-ai/flux/dev", map[string]string{"prompt": "x"}, falclient.SubmitOptions{})
+			require.Error(t, err)
+			require.Equal(t, tt.ambig, errors.Is(err, falclient.ErrAmbiguousSubmit))
+			require.Equal(t, tt.calls, calls.Load())
+		})
+	}
+}

@@ -708,3 +708,28 @@ func TestSimJWKSRotation(t *testing.T) {
 	require.NoError(t, errors.Join(errs...))
 	require.EqualValues(t, 2, fetches.Load(), "one refetch, shared")
 }
+
+func TestSimStartTimeout(t *testing.T) {
+	t.Parallel()
+	b := setupSim(t, falsim.Config{Concurrency: 1})
+	ctx := context.Background()
+	const model = "fal-ai/flux/dev"
+	blocker, err := b.c.Submit(ctx, model, map[string]any{"prompt": "long", "_sim": map[string]any{"latency_ms": 60000}}, falclient.SubmitOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.c.Cancel(context.Background(), model, blocker.RequestID) })
+
+	sub, err := b.c.Submit(ctx, model, map[string]any{"prompt": "waits"}, falclient.SubmitOptions{StartTimeout: 100 * time.Millisecond})
+	require.NoError(t, err)
+	st := b.wait(t, model, sub.RequestID)
+	require.True(t, st.Done())
+	before := b.stats(t).ResultCalls
+	_, err = b.c.Result(ctx, model, sub.RequestID)
+	require.ErrorIs(t, err, falclient.ErrTimeout)
+	require.NotErrorIs(t, err, falclient.ErrUpstream)
+	require.False(t, falclient.IsRetryable(err))
+	var ae *falclient.APIError
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, 504, ae.StatusCode)
+	require.Equal(t, "user", ae.TimeoutType)
+	require.EqualValues(t, 1, b.stats(t).ResultCalls-before, "a user start timeout is never retried")
+}

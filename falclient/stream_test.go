@@ -100,7 +100,11 @@ func TestStatusStreamErrors(t *testing.T) {
 	})
 	t.Run("callback error returned unchanged", func(t *testing.T) {
 		t.Parallel()
-		f := serve(t, sseHandler("data: {\"status\":\"IN_QUEUE\"}\n\n", "data: {\"status\":\"COMPLETED\"}\n\n"))
+		// The stream stays open: stopping must not wait for more events.
+		f := serve(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			sseHandler("data: {\"status\":\"IN_QUEUE\"}\n\n")(w, r, n)
+			<-r.Context().Done()
+		})
 		c := newTestClient(t, f.URL)
 		stop := errors.New("stop")
 		_, err := c.StatusStream(context.Background(), "fal-ai/flux/dev", "rid", false, func(*falclient.Status) error { return stop })
@@ -173,7 +177,10 @@ func TestStreamErrors(t *testing.T) {
 	})
 	t.Run("callback error", func(t *testing.T) {
 		t.Parallel()
-		f := serve(t, sseHandler("data: {}\n\n", "data: {}\n\n"))
+		f := serve(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			sseHandler("data: {}\n\n")(w, r, n)
+			<-r.Context().Done()
+		})
 		c := newTestClient(t, f.URL)
 		stop := errors.New("stop")
 		_, err := c.Stream(context.Background(), "fal-ai/flux/dev", nil, falclient.RunOptions{}, func(json.RawMessage) error { return stop })

@@ -31,12 +31,12 @@ const (
 // Webhook is the body fal POSTs to a submit's webhook URL (fal-protocol
 // §5.1).
 type Webhook struct {
-	RequestID        string          `json:"request_id"`         // the queue request id
-	GatewayRequestID string          `json:"gateway_request_id"` // id of the last attempt
-	Status           WebhookStatus   `json:"status"`
-	Payload          json.RawMessage `json:"payload"` // output (OK) or error body (ERROR), raw bytes as sent; nil when null
-	Error            *string         `json:"error"`   // e.g. "Invalid status code: 422"
-	PayloadError     string          `json:"payload_error,omitempty"`
+	RequestID        string          `json:"request_id"`              // the queue request id
+	GatewayRequestID string          `json:"gateway_request_id"`      // id of the last attempt
+	Status           WebhookStatus   `json:"status"`                  // OK or ERROR (others: see Terminal)
+	Payload          json.RawMessage `json:"payload"`                 // output (OK) or error body (ERROR), raw bytes as sent; nil when null
+	Error            *string         `json:"error"`                   // e.g. "Invalid status code: 422"
+	PayloadError     string          `json:"payload_error,omitempty"` // why Payload is null, when it is
 }
 
 // ParseWebhook decodes a webhook body. The payload is kept as the raw bytes
@@ -151,11 +151,11 @@ const (
 
 // VerifierOptions configure a [Verifier]. Zero fields take their defaults.
 type VerifierOptions struct {
-	JWKSURL    string        // default JWKSURLDefault; must be an absolute http(s) URL
-	HTTPClient *http.Client  // default a client with a 10s timeout; each fetch is also bounded to 10s
-	Tolerance  time.Duration // accepted |now − timestamp|; default 5m
-	CacheTTL   time.Duration // how long fetched keys are used; default 24h
-	Now        func() time.Time
+	JWKSURL    string           // default JWKSURLDefault; must be an absolute http(s) URL
+	HTTPClient *http.Client     // default a client with a 10s timeout; each fetch is also bounded to 10s
+	Tolerance  time.Duration    // accepted |now − timestamp|; default 5m
+	CacheTTL   time.Duration    // how long fetched keys are used; default 24h
+	Now        func() time.Time // clock for the timestamp window and the cache; default time.Now
 	// RefetchInterval is the minimum spacing of the refetches that a
 	// signature no cached key verifies triggers (key rotation); default 30s.
 	RefetchInterval time.Duration

@@ -25,7 +25,9 @@ dev: ## run falbridge dev: embedded NATS + fal simulator + bridge on loopback
 vet: ## go vet
 	$(GO) vet $(PKGS)
 
-lint: ## staticcheck (installed by .ci/run; skipped with a warning when missing)
+lint: ## gofmt check, then staticcheck (installed by .ci/run; skipped with a warning when missing)
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	@if [ -x "$(STATICCHECK)" ]; then echo "$(STATICCHECK) $(PKGS)"; "$(STATICCHECK)" $(PKGS); \
 	else echo "warning: staticcheck not installed; run: go install honnef.co/go/tools/cmd/staticcheck@latest"; fi
 

@@ -54,6 +54,13 @@ func (p *Pool) serveWebhook(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if signedID, err = p.verifier.Verify(ctx, r.Header, body); err != nil {
+			if errors.Is(err, falclient.ErrJWKS) {
+				// We could not fetch fal's keys: our problem, not the
+				// sender's. fal retries a 5xx.
+				p.log.Warn("webhook: cannot fetch signing keys", "err", err)
+				webhookReply(w, http.StatusServiceUnavailable, "retry", "signing keys unavailable")
+				return
+			}
 			p.log.Warn("webhook rejected: bad signature", "err", err, "remote", r.RemoteAddr)
 			webhookReply(w, http.StatusUnauthorized, "bad_signature", "signature verification failed")
 			return
@@ -66,6 +73,12 @@ func (p *Pool) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	if signedID != "" && signedID != wh.RequestID {
 		webhookReply(w, http.StatusUnauthorized, "bad_signature", "the signature is for another request id")
+		return
+	}
+	if !wh.Terminal() {
+		// Not a completion (fal documents only OK and ERROR): nothing to do.
+		p.log.Debug("non-terminal webhook ignored", "request_id", wh.RequestID, "status", wh.Status)
+		webhookReply(w, http.StatusOK, "ignored", "")
 		return
 	}
 	id := r.URL.Query().Get("job")

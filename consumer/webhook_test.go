@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/falbridge/falbridge/config"
 	"github.com/falbridge/falbridge/consumer"
+	"github.com/falbridge/falbridge/falclient"
 	"github.com/falbridge/falbridge/internal/falsim"
 )
 
@@ -37,6 +39,7 @@ func TestWebhookHandlerEdges(t *testing.T) {
 		{name: "not JSON", method: http.MethodPost, target: "/fal/webhook?job=a", body: `nope`, wantCode: http.StatusBadRequest, wantBody: "bad_payload"},
 		{name: "no job key", method: http.MethodPost, target: "/fal/webhook", body: okBody, wantCode: http.StatusBadRequest, wantBody: "bad_job"},
 		{name: "bad job key", method: http.MethodPost, target: "/fal/webhook?job=a.b", body: okBody, wantCode: http.StatusBadRequest, wantBody: "bad_job"},
+		{name: "non-terminal status", method: http.MethodPost, target: "/fal/webhook?job=a", body: `{"request_id":"r-1","status":"IN_QUEUE"}`, wantCode: http.StatusOK, wantBody: "ignored"},
 		// An unknown job is answered 200 so that fal does not retry it ten times.
 		{name: "unknown job", method: http.MethodPost, target: "/fal/webhook?job=never-seen", body: okBody, wantCode: http.StatusOK, wantBody: "unknown_job"},
 	}
@@ -125,4 +128,24 @@ func TestWebhookBeforeJobIsStoredAsksForRetry(t *testing.T) {
 		require.Nil(t, ev)
 		require.Equal(t, 1, b.terminalCount(triggerID(i)))
 	}
+}
+
+// When fal's signing keys cannot be fetched, the webhook is answered 503 so
+// that fal retries it, rather than refused as forged.
+func TestWebhookJWKSUnavailableAsksForRetry(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	v, err := falclient.NewVerifier(falclient.VerifierOptions{JWKSURL: "http://127.0.0.1:1/.well-known/jwks.json"})
+	require.NoError(t, err)
+	p, err := consumer.New(b.nc, b.fal, b.cfg, consumer.WithVerifier(v))
+	require.NoError(t, err)
+	b.start(p)
+	req := httptest.NewRequest(http.MethodPost, "/fal/webhook?job=a", strings.NewReader(`{"request_id":"r-1","status":"OK","payload":{}}`))
+	req.Header.Set("X-Fal-Webhook-Request-Id", "r-1")
+	req.Header.Set("X-Fal-Webhook-User-Id", "u")
+	req.Header.Set("X-Fal-Webhook-Timestamp", strconv.FormatInt(time.Now().Unix(), 10))
+	req.Header.Set("X-Fal-Webhook-Signature", strings.Repeat("ab", 64))
+	rec := httptest.NewRecorder()
+	p.WebhookHandler().ServeHTTP(rec, req)
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
 }

@@ -173,6 +173,7 @@ type Verifier struct {
 
 	mu         sync.Mutex
 	keys       []ed25519.PublicKey
+	gen        uint64 // incremented by every successful fetch
 	fetchedAt  time.Time
 	lastForced time.Time
 	lastErr    error
@@ -180,9 +181,11 @@ type Verifier struct {
 	inflight   *jwksFetch
 }
 
+// jwksFetch is a fetch in progress; waiters read its outcome after done.
 type jwksFetch struct {
 	done chan struct{}
-	keys []ed25519.PublicKey
+	keys []ed25519.PublicKey // the keys after the fetch (stale ones if it failed)
+	gen  uint64
 	err  error
 }
 
@@ -274,14 +277,15 @@ func (v *Verifier) Verify(ctx context.Context, h http.Header, body []byte) (requ
 	sum := sha256.Sum256(body)
 	msg := []byte(rid + "\n" + uid + "\n" + tsText + "\n" + hex.EncodeToString(sum[:]))
 
-	keys, err := v.getKeys(ctx, false)
+	keys, gen, err := v.getKeys(ctx, false, 0)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w: %v", ErrWebhookSignature, ErrJWKS, err)
 	}
 	if verifyAny(keys, msg, sig) {
 		return rid, nil
 	}
-	keys, err = v.getKeys(ctx, true)
+	// Newer keys (a concurrent refetch) or one rate-limited refetch.
+	keys, _, err = v.getKeys(ctx, true, gen)
 	switch {
 	case errors.Is(err, errNoRefetch):
 	case err != nil:
@@ -301,65 +305,71 @@ func verifyAny(keys []ed25519.PublicKey, msg, sig []byte) bool {
 	return false
 }
 
-// getKeys returns the cached keys, fetching them when absent or expired,
-// or (force) because no cached key verified.
-func (v *Verifier) getKeys(ctx context.Context, force bool) ([]ed25519.PublicKey, error) {
+// getKeys returns the cached keys and their generation, fetching them when
+// absent or expired, or (force) because no key of generation tried
+// verified. A forced call returns the current keys without fetching when
+// they changed since tried (a concurrent refetch), and errNoRefetch when a
+// forced refetch happened less than RefetchInterval ago.
+func (v *Verifier) getKeys(ctx context.Context, force bool, tried uint64) ([]ed25519.PublicKey, uint64, error) {
 	v.mu.Lock()
 	now := v.now()
-	fresh := v.keys != nil && now.Sub(v.fetchedAt) < v.ttl
 	switch {
 	case v.inflight != nil:
 		// Join the fetch in progress.
+	case force && v.keys != nil && v.gen != tried:
+		keys, gen := v.keys, v.gen
+		v.mu.Unlock()
+		return keys, gen, nil
 	case force:
 		if !v.lastForced.IsZero() && now.Sub(v.lastForced) < v.refetch {
 			v.mu.Unlock()
-			return nil, errNoRefetch
+			return nil, 0, errNoRefetch
 		}
 		v.lastForced = now
-	case fresh:
-		keys := v.keys
+	case v.keys != nil && now.Sub(v.fetchedAt) < v.ttl:
+		keys, gen := v.keys, v.gen
 		v.mu.Unlock()
-		return keys, nil
+		return keys, gen, nil
 	case v.lastErr != nil && now.Sub(v.lastErrAt) < jwksFailureBackoff:
-		keys, err := v.keys, v.lastErr
+		keys, gen, err := v.keys, v.gen, v.lastErr
 		v.mu.Unlock()
 		if keys != nil {
-			return keys, nil // stale keys beat none
+			return keys, gen, nil // stale keys beat none
 		}
-		return nil, err
+		return nil, 0, err
 	}
 	f := v.inflight
 	if f == nil {
 		f = &jwksFetch{done: make(chan struct{})}
 		v.inflight = f
 		v.mu.Unlock()
-		f.keys, f.err = v.fetch(ctx)
+		keys, err := v.fetch(ctx)
 		v.mu.Lock()
 		v.inflight = nil
-		if f.err == nil {
-			v.keys, v.fetchedAt, v.lastErr = f.keys, v.now(), nil
+		if err == nil {
+			v.gen++
+			v.keys, v.fetchedAt, v.lastErr = keys, v.now(), nil
 		} else {
-			v.lastErr, v.lastErrAt = f.err, v.now()
+			v.lastErr, v.lastErrAt = err, v.now()
 		}
-		stale := v.keys
+		f.keys, f.gen, f.err = v.keys, v.gen, err
 		v.mu.Unlock()
 		close(f.done)
-		if f.err != nil && !force && stale != nil {
-			return stale, nil
+	} else {
+		v.mu.Unlock()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, 0, context.Cause(ctx)
 		}
-		return f.keys, f.err
 	}
-	stale := v.keys
-	v.mu.Unlock()
-	select {
-	case <-f.done:
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
+	switch {
+	case f.err == nil:
+		return f.keys, f.gen, nil
+	case !force && f.keys != nil:
+		return f.keys, f.gen, nil // stale keys beat none
 	}
-	if f.err != nil && !force && stale != nil {
-		return stale, nil
-	}
-	return f.keys, f.err
+	return nil, 0, f.err
 }
 
 // fetch downloads and parses the JWKS. It is not bound to the caller's

@@ -341,6 +341,25 @@ func TestVerifierRotation(t *testing.T) {
 	_, err = v2.Verify(ctx, signed(priv2, "r", "u", time.Now(), body), body)
 	require.NoError(t, err, "good webhooks still verify")
 	require.EqualValues(t, 2, j2.fetches.Load())
+
+	// Many concurrent webhooks signed by a freshly rotated key: all verify
+	// (late arrivals use the keys a peer just refetched), with one refetch.
+	j3 := newJWKS(t, pub1)
+	v3 := newVerifier(t, j3.URL, nil)
+	_, err = v3.Verify(ctx, signed(priv1, "r", "u", time.Now(), body), body)
+	require.NoError(t, err)
+	j3.set(pub2)
+	errs := make([]error, 40)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = v3.Verify(ctx, signed(priv2, "r", "u", time.Now(), body), body)
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, errors.Join(errs...))
+	require.EqualValues(t, 2, j3.fetches.Load())
 }
 
 func TestVerifierCacheTTL(t *testing.T) {

@@ -533,3 +533,25 @@ func TestStopIsGracefulAndIdempotent(t *testing.T) {
 	require.Nil(t, ev)
 	require.NotNil(t, res)
 }
+
+func TestLookupJob(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.startPool()
+	b.publish("look", `{"id":"look-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
+	_, ev := b.terminal("look-1")
+	require.Nil(t, ev)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	waitFor(t, "done", func() bool {
+		ji, err := consumer.LookupJob(ctx, b.js, b.cfg.Streams.JobsBucket, "look-1")
+		return err == nil && ji.State == "done"
+	})
+	ji, err := consumer.LookupJob(ctx, b.js, b.cfg.Streams.JobsBucket, "look-1")
+	require.NoError(t, err)
+	require.Equal(t, "result", ji.Outcome)
+	require.Equal(t, "fal-ai/flux/schnell", ji.ModelID)
+	require.NotEmpty(t, ji.RequestID)
+	_, err = consumer.LookupJob(ctx, b.js, b.cfg.Streams.JobsBucket, "nope")
+	require.ErrorIs(t, err, consumer.ErrJobNotFound)
+}

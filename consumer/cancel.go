@@ -68,7 +68,7 @@ func (p *Pool) cancelJob(ctx context.Context, id string) CancelReply {
 		}
 	}
 	f := failure{Code: publisher.CodeCanceled, Message: "canceled by request on " + p.subjects.Cancel(id)}
-	published, err := p.finish(ctx, j, rev, nil, &f)
+	published, err := p.finish(ctx, j, rev, nil, &f, viaCancel)
 	if err != nil {
 		return CancelReply{ID: id, Status: "error", Message: err.Error()}
 	}

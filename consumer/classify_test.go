@@ -103,3 +103,13 @@ func TestCheckImageURLs(t *testing.T) {
 		}
 	}
 }
+
+func TestModelLabelsAreCapped(t *testing.T) {
+	t.Parallel()
+	var l modelLabels
+	for i := range maxModelLabels {
+		require.Equal(t, fmt.Sprintf("m/%d", i), l.label(fmt.Sprintf("m/%d", i)))
+	}
+	require.Equal(t, "other", l.label("made/up"))
+	require.Equal(t, "m/0", l.label("m/0"), "known models keep their label")
+}

@@ -15,7 +15,7 @@ import (
 // published=false when another path had already ended the job; that is not an
 // error. On an error nothing is lost: the caller retries later and the
 // terminal-event guard makes the retry publish nothing twice.
-func (p *Pool) finish(ctx context.Context, j *job, rev uint64, res *publisher.Result, f *failure) (bool, error) {
+func (p *Pool) finish(ctx context.Context, j *job, rev uint64, res *publisher.Result, f *failure, via string) (bool, error) {
 	var (
 		published bool
 		err       error
@@ -29,8 +29,16 @@ func (p *Pool) finish(ctx context.Context, j *job, rev uint64, res *publisher.Re
 		return false, err
 	}
 	outcome := "result"
+	var code publisher.Code
 	if f != nil {
 		outcome = string(f.Code)
+		code = f.Code
+	}
+	if published {
+		p.metrics.finished(j, code, via, p.now())
+		if via == viaWebhook || via == viaCancel {
+			p.dropTimer(j.ID)
+		}
 	}
 	for range 5 {
 		if j.State == stateDone {
@@ -59,6 +67,15 @@ func (p *Pool) finish(ctx context.Context, j *job, rev uint64, res *publisher.Re
 	}
 	return published, fmt.Errorf("mark job %s done: %w", j.ID, err)
 }
+
+// The paths that end a job, for metrics (falbridge_completions_total{via}).
+const (
+	viaWebhook = "webhook"
+	viaPoll    = "poll"
+	viaCancel  = "cancel"
+	viaTimeout = "timeout"
+	viaIntake  = "intake"
+)
 
 // updateRetrying is store.update with a few quick retries on NATS errors
 // (not on a revision mismatch, which is an answer, not a fault).

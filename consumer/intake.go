@@ -44,6 +44,7 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.TermWithReason("no jetstream metadata")
 		return
 	}
+	p.metrics.received()
 	d := &delivery{msg: msg, body: msg.Data(), seq: md.Sequence.Stream, delivered: md.NumDelivered, receivedAt: md.Timestamp.UTC()}
 
 	if limit := p.cfg.Streams.MaxTriggerBytes; len(d.body) > limit {
@@ -219,6 +220,7 @@ func (p *Pool) submitQueue(ctx context.Context, d *delivery, t *publisher.Trigge
 	if h := p.hooks.afterSubmit; h != nil {
 		h(j.ID)
 	}
+	p.metrics.submit(j.ModelID, "accepted")
 	j.State = stateSubmitted
 	j.RequestID = resp.RequestID
 	j.GatewayRequestID = resp.GatewayRequestID
@@ -293,6 +295,7 @@ func (p *Pool) runDirect(ctx context.Context, d *delivery, t *publisher.Trigger,
 		p.submitFailed(ctx, d, j, rev, err)
 		return
 	}
+	p.metrics.submit(j.ModelID, "accepted")
 	j.SubmittedAt = j.ReceivedAt
 	res := p.newResult(j, out)
 	p.finishAndSettle(ctx, d, j, rev, res, nil)
@@ -325,6 +328,7 @@ func (p *Pool) submitFailed(ctx context.Context, d *delivery, j *job, rev uint64
 	f := classify(err, j.ModelID)
 	switch {
 	case f.Code == publisher.CodeAmbiguousSubmit:
+		p.metrics.submit(j.ModelID, "ambiguous")
 		p.log.Warn("ambiguous submit", "trigger_id", j.ID, "model_id", j.ModelID, "err", err,
 			"policy", p.cfg.Consumer.AmbiguousSubmitPolicy)
 		if p.cfg.Consumer.AmbiguousSubmitPolicy == "resubmit" && j.Attempts < p.cfg.Consumer.MaxDeliver {
@@ -334,6 +338,7 @@ func (p *Pool) submitFailed(ctx context.Context, d *delivery, j *job, rev uint64
 		}
 		p.finishAndSettle(ctx, d, j, rev, nil, &f)
 	case f.Retryable && j.Attempts < p.cfg.Consumer.MaxDeliver:
+		p.metrics.submit(j.ModelID, "retry")
 		j.State = stateRetry
 		_, uerr := p.store.update(ctx, j, rev)
 		if errors.Is(uerr, errRevisionMismatch) {
@@ -345,6 +350,7 @@ func (p *Pool) submitFailed(ctx context.Context, d *delivery, j *job, rev uint64
 			"code", f.Code, "delay", delay, "err", err)
 		_ = d.msg.NakWithDelay(delay)
 	default:
+		p.metrics.submit(j.ModelID, "refused")
 		if f.Retryable {
 			f.Message = fmt.Sprintf("%s (gave up after %d attempts)", f.Message, j.Attempts)
 		}
@@ -355,7 +361,11 @@ func (p *Pool) submitFailed(ctx context.Context, d *delivery, j *job, rev uint64
 // finishAndSettle ends the job with its terminal event and settles the
 // trigger message: Ack after a result, Term (with the reason) after an error.
 func (p *Pool) finishAndSettle(ctx context.Context, d *delivery, j *job, rev uint64, res *publisher.Result, f *failure) {
-	if _, err := p.finish(ctx, j, rev, res, f); err != nil {
+	via := viaIntake
+	if res != nil {
+		via = string(j.Mode) // sync or stream
+	}
+	if _, err := p.finish(ctx, j, rev, res, f, via); err != nil {
 		p.log.Warn("finish failed; will retry", "trigger_id", j.ID, "err", err)
 		_ = d.msg.NakWithDelay(p.natsRetryDelay(d.delivered))
 		return
@@ -385,10 +395,19 @@ func (p *Pool) reject(ctx context.Context, d *delivery, id string, t *publisher.
 		ev.Metadata = t.Metadata
 		copyTo = t.ResultSubject
 	}
-	if _, err := p.emit.publishError(ctx, ev, copyTo); err != nil {
+	published, err := p.emit.publishError(ctx, ev, copyTo)
+	if err != nil {
 		p.log.Warn("publish error event failed; will retry", "trigger_id", id, "err", err)
 		_ = d.msg.NakWithDelay(p.natsRetryDelay(d.delivered))
 		return
+	}
+	if published {
+		p.metrics.rejected(code)
+		model := ""
+		if t != nil {
+			model = t.ModelID
+		}
+		p.metrics.finished(&job{ID: id, ModelID: model, ReceivedAt: d.receivedAt}, code, viaIntake, p.now())
 	}
 	p.log.Info("trigger rejected", "trigger_id", id, "code", code, "reason", message)
 	_ = d.msg.TermWithReason(string(code))

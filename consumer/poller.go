@@ -85,6 +85,7 @@ func (p *Pool) handlePending(ctx context.Context, msg jetstream.Msg) {
 	}
 	st, err := p.fal.Status(pctx, j.ModelID, j.RequestID, true)
 	if err != nil {
+		p.metrics.poll("error")
 		f := classify(err, j.ModelID)
 		if f.Retryable {
 			p.log.Info("poll failed; will poll again", "trigger_id", j.ID, "request_id", j.RequestID, "err", err)
@@ -98,9 +99,15 @@ func (p *Pool) handlePending(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	if !st.Done() {
+		p.metrics.poll("running")
 		p.emit.publishStatus(statusEvent(j, st, p.now()))
 		_ = msg.NakWithDelay(p.nextPoll(md.NumDelivered, j))
 		return
+	}
+	p.metrics.poll("completed")
+	if st.Metrics != nil && st.Metrics.InferenceTime != nil {
+		run := p.now().Sub(j.SubmittedAt)
+		p.metrics.queueTime(j.ModelID, run-time.Duration(*st.Metrics.InferenceTime*float64(time.Second)))
 	}
 	p.fetchResult(pctx, msg, j, rev, md.NumDelivered)
 }
@@ -137,7 +144,11 @@ func (p *Pool) expire(ctx context.Context, msg jetstream.Msg, j *job, rev uint64
 }
 
 func (p *Pool) finishTimer(ctx context.Context, msg jetstream.Msg, j *job, rev uint64, res *publisher.Result, f *failure, delivered uint64) {
-	if _, err := p.finish(ctx, j, rev, res, f); err != nil {
+	via := viaPoll
+	if f != nil && f.Code == publisher.CodeTimeout {
+		via = viaTimeout
+	}
+	if _, err := p.finish(ctx, j, rev, res, f, via); err != nil {
 		p.log.Warn("poller: finish failed; will retry", "trigger_id", j.ID, "err", err)
 		_ = msg.NakWithDelay(p.natsRetryDelay(delivered))
 		return

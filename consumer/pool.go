@@ -50,6 +50,9 @@ func WithLogger(l *slog.Logger) Option { return func(p *Pool) { p.log = l } }
 // WithClock replaces time.Now, for tests of deadlines and backoff.
 func WithClock(now func() time.Time) Option { return func(p *Pool) { p.now = now } }
 
+// WithMetrics records the pool's metrics in m (see NewMetrics).
+func WithMetrics(m *Metrics) Option { return func(p *Pool) { p.metrics = m } }
+
 // WithVerifier sets the webhook signature verifier. It is required when
 // webhook.verify is on (the default) and the webhook handler is served.
 func WithVerifier(v WebhookVerifier) Option { return func(p *Pool) { p.verifier = v } }
@@ -74,6 +77,10 @@ type Pool struct {
 	pending       jetstream.Stream
 
 	limiter *modelLimiter
+	metrics *Metrics
+	// timers takes the ids of jobs ended by webhook or cancel, whose poll
+	// timer can go early (see purgeTimers).
+	timers chan string
 	hooks   testHooks
 	running sync.Map // trigger id → context.CancelCauseFunc of a local sync/stream run
 
@@ -88,7 +95,9 @@ type Pool struct {
 	cancelSb *nats.Subscription
 	work     chan jetstream.Msg
 	polls    chan jetstream.Msg
-	quit     chan struct{} // closed when workers should end
+	quit     <-chan struct{} // closed (by endWork) when workers should end
+	endWork  context.CancelFunc
+	quitCtx  context.Context // done with quit, for calls that must end with it
 	workers  sync.WaitGroup
 }
 
@@ -174,10 +183,18 @@ func (p *Pool) Start(ctx context.Context) error {
 		return fmt.Errorf("consumer: poller consumer on %q: %w", p.cfg.Streams.Pending, err)
 	}
 
+	if p.metrics != nil {
+		p.metrics.pendingGaugeState.stream.Store(&p.pending)
+	}
+
 	p.runCtx, p.runStop = context.WithCancelCause(context.Background())
 	p.work = make(chan jetstream.Msg)
 	p.polls = make(chan jetstream.Msg)
-	p.quit = make(chan struct{})
+	p.quitCtx, p.endWork = context.WithCancel(context.Background())
+	p.quit = p.quitCtx.Done()
+	p.timers = make(chan string, timerQueue)
+	p.workers.Add(1)
+	go p.purgeTimers()
 	for range p.cfg.Limits.Workers {
 		p.workers.Add(2)
 		go p.loop(p.work, p.handleTrigger)
@@ -218,7 +235,7 @@ func (p *Pool) abortStart() {
 		cc.Stop()
 	}
 	p.ccs = nil
-	close(p.quit)
+	p.endWork()
 	p.workers.Wait()
 	p.runStop(ErrStopping)
 }
@@ -284,13 +301,22 @@ func (p *Pool) Stop(ctx context.Context) error {
 		for _, cc := range ccs {
 			cc.Drain()
 		}
+		// Let the buffered messages reach the workers, but not for ever: a
+		// drain can fail to close after a NATS reconnect, and the grace
+		// period is for the work in hand. Whatever is still buffered after
+		// Stop is Nak'ed by dispatch and redelivered.
+		drainCtx, cancelDrain := context.WithTimeout(ctx, drainBudget(ctx))
 		for _, cc := range ccs {
 			select {
 			case <-cc.Closed():
-			case <-ctx.Done():
+			case <-drainCtx.Done():
 			}
 		}
-		close(p.quit)
+		cancelDrain()
+		for _, cc := range ccs {
+			cc.Stop()
+		}
+		p.endWork()
 		done := make(chan struct{})
 		go func() {
 			p.workers.Wait()
@@ -310,11 +336,53 @@ func (p *Pool) Stop(ctx context.Context) error {
 	return err
 }
 
+// drainBudget is how long Stop waits for the pulls to drain: half of what is
+// left of ctx, or 5 s without a deadline.
+func drainBudget(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return max(time.Until(dl)/2, 0)
+	}
+	return 5 * time.Second
+}
+
 // Stopped is closed once Stop has finished.
 func (p *Pool) Stopped() <-chan struct{} { return p.stopped }
 
 // Draining reports whether Stop has been called; readiness probes use it.
 func (p *Pool) Draining() bool { return p.stopping.Load() }
+
+// timerQueue bounds the ids waiting for their timer to be purged; past it,
+// a timer simply fires at its due time and finds its job done.
+const timerQueue = 4096
+
+// dropTimer asks for the poll timer of a job that has ended to be removed
+// now rather than when it falls due. Best effort, never blocks.
+func (p *Pool) dropTimer(id string) {
+	select {
+	case p.timers <- id:
+	default:
+	}
+}
+
+// purgeTimers removes ended jobs' timers from the pending stream, so that
+// the stream (and the server's pending set) holds only jobs still at fal.
+// One goroutine for the pool, not one per job.
+func (p *Pool) purgeTimers() {
+	defer p.workers.Done()
+	for {
+		select {
+		case id := <-p.timers:
+			ctx, cancel := context.WithTimeout(p.quitCtx, 5*time.Second)
+			err := p.pending.Purge(ctx, jetstream.WithPurgeSubject(p.pendingPrefix+"."+id))
+			cancel()
+			if err != nil {
+				p.log.Debug("purge timer failed; it will fire and find the job done", "trigger_id", id, "err", err)
+			}
+		case <-p.quit:
+			return
+		}
+	}
+}
 
 // testHooks let tests stop a worker at the exact points of a crash. They
 // are nil outside tests.

@@ -34,14 +34,16 @@ func (p *Pool) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		webhookReply(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 		return
 	}
+	start := time.Now()
+	p.metrics.webhook("received")
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.cfg.Webhook.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			webhookReply(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes (webhook.max_body_bytes)", tooBig.Limit))
+			p.reply(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes (webhook.max_body_bytes)", tooBig.Limit))
 			return
 		}
-		webhookReply(w, http.StatusBadRequest, "bad_body", "cannot read body")
+		p.reply(w, http.StatusBadRequest, "bad_body", "cannot read body")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), webhookWorkTimeout)
@@ -50,7 +52,7 @@ func (p *Pool) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	signedID := ""
 	if p.cfg.Webhook.Verify {
 		if p.verifier == nil {
-			webhookReply(w, http.StatusServiceUnavailable, "no_verifier", "webhook verification is on but not configured")
+			p.reply(w, http.StatusServiceUnavailable, "no_verifier", "webhook verification is on but not configured")
 			return
 		}
 		if signedID, err = p.verifier.Verify(ctx, r.Header, body); err != nil {
@@ -58,57 +60,58 @@ func (p *Pool) serveWebhook(w http.ResponseWriter, r *http.Request) {
 				// We could not fetch fal's keys: our problem, not the
 				// sender's. fal retries a 5xx.
 				p.log.Warn("webhook: cannot fetch signing keys", "err", err)
-				webhookReply(w, http.StatusServiceUnavailable, "retry", "signing keys unavailable")
+				p.reply(w, http.StatusServiceUnavailable, "retry", "signing keys unavailable")
 				return
 			}
 			p.log.Warn("webhook rejected: bad signature", "err", err, "remote", r.RemoteAddr)
-			webhookReply(w, http.StatusUnauthorized, "bad_signature", "signature verification failed")
+			p.reply(w, http.StatusUnauthorized, "bad_signature", "signature verification failed")
 			return
 		}
+		p.metrics.webhook("verified")
 	}
 	wh, err := falclient.ParseWebhook(body)
 	if err != nil {
-		webhookReply(w, http.StatusBadRequest, "bad_payload", err.Error())
+		p.reply(w, http.StatusBadRequest, "bad_payload", err.Error())
 		return
 	}
 	if signedID != "" && signedID != wh.RequestID {
-		webhookReply(w, http.StatusUnauthorized, "bad_signature", "the signature is for another request id")
+		p.reply(w, http.StatusUnauthorized, "bad_signature", "the signature is for another request id")
 		return
 	}
 	if !wh.Terminal() {
 		// Not a completion (fal documents only OK and ERROR): nothing to do.
 		p.log.Debug("non-terminal webhook ignored", "request_id", wh.RequestID, "status", wh.Status)
-		webhookReply(w, http.StatusOK, "ignored", "")
+		p.reply(w, http.StatusOK, "ignored", "")
 		return
 	}
 	id := r.URL.Query().Get("job")
 	if !publisher.ValidID(id) {
-		webhookReply(w, http.StatusBadRequest, "bad_job", "missing or invalid ?job= key")
+		p.reply(w, http.StatusBadRequest, "bad_job", "missing or invalid ?job= key")
 		return
 	}
 	j, rev, err := p.store.get(ctx, id)
 	switch {
 	case errors.Is(err, errJobNotFound):
 		p.log.Warn("webhook for unknown job", "trigger_id", id, "request_id", wh.RequestID)
-		webhookReply(w, http.StatusOK, "unknown_job", "")
+		p.reply(w, http.StatusOK, "unknown_job", "")
 		return
 	case err != nil:
 		p.log.Warn("webhook: load job failed", "trigger_id", id, "err", err)
-		webhookReply(w, http.StatusServiceUnavailable, "retry", "job store unavailable")
+		p.reply(w, http.StatusServiceUnavailable, "retry", "job store unavailable")
 		return
 	}
 	switch {
 	case j.State == stateClaimed && j.RequestID == "":
 		// The webhook beat our own record of the submit: ask fal to retry.
-		webhookReply(w, http.StatusServiceUnavailable, "retry", "job not recorded yet")
+		p.reply(w, http.StatusServiceUnavailable, "retry", "job not recorded yet")
 		return
 	case j.RequestID != wh.RequestID:
 		p.log.Warn("webhook for another request of this job", "trigger_id", id, "request_id", wh.RequestID, "job_request_id", j.RequestID)
-		webhookReply(w, http.StatusOK, "stale_request", "")
+		p.reply(w, http.StatusOK, "stale_request", "")
 		return
 	case j.State == stateDone:
 		p.log.Debug("duplicate webhook", "trigger_id", id, "request_id", wh.RequestID)
-		webhookReply(w, http.StatusOK, "duplicate", "")
+		p.reply(w, http.StatusOK, "duplicate", "")
 		return
 	}
 	var (
@@ -131,17 +134,33 @@ func (p *Pool) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		}
 		f = &ff
 	}
-	published, err := p.finish(ctx, j, rev, res, f)
+	published, err := p.finish(ctx, j, rev, res, f, viaWebhook)
 	if err != nil {
 		p.log.Warn("webhook: finish failed; fal will retry", "trigger_id", id, "err", err)
-		webhookReply(w, http.StatusServiceUnavailable, "retry", "could not publish")
+		p.reply(w, http.StatusServiceUnavailable, "retry", "could not publish")
 		return
 	}
 	if published {
-		webhookReply(w, http.StatusOK, "published", "")
+		p.metrics.webhookPublished(time.Since(start))
+		p.reply(w, http.StatusOK, "published", "")
 		return
 	}
-	webhookReply(w, http.StatusOK, "duplicate", "")
+	p.reply(w, http.StatusOK, "duplicate", "")
+}
+
+// reply answers a webhook and counts its outcome.
+func (p *Pool) reply(w http.ResponseWriter, code int, status, message string) {
+	outcome := status
+	switch status {
+	case "bad_signature":
+		outcome = "rejected"
+	case "unknown_job", "stale_request":
+		outcome = "unknown"
+	case "too_large", "bad_body", "bad_payload", "bad_job", "no_verifier":
+		outcome = "rejected"
+	}
+	p.metrics.webhook(outcome)
+	webhookReply(w, code, status, message)
 }
 
 func webhookReply(w http.ResponseWriter, code int, status, message string) {

@@ -122,6 +122,7 @@ type options struct {
 	now             func() time.Time
 	userAgent       string
 	maxResponse     int64
+	observe         func(Attempt)
 }
 
 // Option configures a [Client]. An option given a bad value makes [New]
@@ -130,6 +131,32 @@ type Option func(*options) error
 
 func invalid(name, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalidOption, name, fmt.Sprintf(format, args...))
+}
+
+// Attempt describes one HTTP attempt, for an observer (metrics).
+type Attempt struct {
+	// Op is the operation: one of the Op* constants.
+	Op string
+	// Model is the model id as given by the caller.
+	Model string
+	// Number is 1 for the first attempt of a call, 2 for its first retry...
+	Number int
+	// StatusCode is the HTTP status; 0 when no answer came (see Err).
+	StatusCode int
+	// Err is the transport error, if any. It never contains the key.
+	Err error
+	// Duration is the time until the response headers (or the error).
+	Duration time.Duration
+}
+
+// WithObserver sets a function called after every HTTP attempt, from the
+// goroutine that made it; it must be quick and safe for concurrent use.
+// Retries are the attempts with Number > 1. Default: none.
+func WithObserver(f func(Attempt)) Option {
+	return func(o *options) error {
+		o.observe = f
+		return nil
+	}
 }
 
 // WithKey sets the API key ("<key id>:<key secret>"). Without it, [New]
@@ -316,6 +343,8 @@ type Client struct {
 	userAgent  string
 	maxBody    int64
 
+	observe    func(Attempt)
+
 	// sleep waits d or until ctx is done (replaceable in tests).
 	sleep func(ctx context.Context, d time.Duration) error
 
@@ -375,6 +404,7 @@ func New(opts ...Option) (*Client, error) {
 		now:        o.now,
 		userAgent:  o.userAgent,
 		maxBody:    o.maxResponse,
+		observe:    o.observe,
 		sleep:      sleepCtx,
 	}, nil
 }

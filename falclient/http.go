@@ -31,6 +31,8 @@ type call struct {
 	timeout time.Duration // per attempt; 0 = none
 	// stream: the timeout covers only the wait for the response headers.
 	stream bool
+	// attempt counts the attempts made so far, for the observer.
+	attempt int
 }
 
 // exchange is one attempt in flight: a response whose body the caller
@@ -154,7 +156,16 @@ func (c *Client) send(ctx context.Context, cl *call) (*exchange, error) {
 		req.Header.Set("Content-Type", contentJSON)
 	}
 
+	cl.attempt++
+	start := c.now()
 	resp, err := c.hc.Do(req)
+	if c.observe != nil {
+		a := Attempt{Op: cl.op, Model: cl.model, Number: cl.attempt, Duration: c.now().Sub(start), Err: err}
+		if resp != nil {
+			a.StatusCode = resp.StatusCode
+		}
+		c.observe(a)
+	}
 	if err != nil {
 		if timer != nil {
 			timer.Stop()

@@ -733,3 +733,33 @@ func TestSimStartTimeout(t *testing.T) {
 	require.Equal(t, "user", ae.TimeoutType)
 	require.EqualValues(t, 1, b.stats(t).ResultCalls-before, "a user start timeout is never retried")
 }
+
+func TestObserverSeesEveryAttempt(t *testing.T) {
+	t.Parallel()
+	sim := falsim.NewTestServer(t, falsim.Config{Latency: 10 * time.Millisecond, Faults: falsim.Faults{RateLimitRate: 1}})
+	var (
+		mu       sync.Mutex
+		attempts []falclient.Attempt
+	)
+	c, err := falclient.New(
+		falclient.WithKey("a:b"),
+		falclient.WithQueueURL(sim.QueueURL),
+		falclient.WithRetry(falclient.RetryPolicy{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond}),
+		falclient.WithObserver(func(a falclient.Attempt) {
+			mu.Lock()
+			attempts = append(attempts, a)
+			mu.Unlock()
+		}),
+	)
+	require.NoError(t, err)
+	_, err = c.Submit(context.Background(), "fal-ai/flux/schnell", map[string]any{"prompt": "p"}, falclient.SubmitOptions{})
+	require.ErrorIs(t, err, falclient.ErrRateLimited)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, attempts, 3)
+	for i, a := range attempts {
+		require.Equal(t, falclient.OpSubmit, a.Op)
+		require.Equal(t, i+1, a.Number)
+		require.Equal(t, 429, a.StatusCode)
+	}
+}

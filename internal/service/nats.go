@@ -2,6 +2,7 @@ package service
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"strconv"
@@ -49,6 +50,11 @@ func StartEmbedded(listen, storeDir string) (*server.Server, error) {
 
 // NATSOptions turns the nats.* config into connection options: auth, TLS,
 // timeouts, and reconnecting forever (a bridge outlives NATS restarts).
+//
+// Files are read when the options are applied (at nats.Connect) and again at
+// every reconnect, so rotated credentials and certificates are picked up. An
+// unusable file fails nats.Connect with an error that starts with its config
+// key ("nats.creds_file: ..."); no error contains a password, token or seed.
 func NATSOptions(c config.NATS) []nats.Option {
 	opts := []nats.Option{
 		nats.Name(c.Name),
@@ -59,26 +65,19 @@ func NATSOptions(c config.NATS) []nats.Option {
 	}
 	switch {
 	case c.CredsFile != "":
-		opts = append(opts, nats.UserCredentials(c.CredsFile))
+		opts = append(opts, credsOption(c.CredsFile))
 	case c.NKeySeedFile != "":
-		if o, err := nats.NkeyOptionFromSeed(c.NKeySeedFile); err == nil {
-			opts = append(opts, o)
-		} else {
-			// Surfaces at connect time with the file named.
-			opts = append(opts, func(*nats.Options) error {
-				return fmt.Errorf("nats.nkey_seed_file: %w", err)
-			})
-		}
+		opts = append(opts, nkeyOption(c.NKeySeedFile))
 	case c.User != "":
 		opts = append(opts, nats.UserInfo(c.User, c.Password.Reveal()))
-	case c.Token.Reveal() != "":
+	case c.Token.IsSet():
 		opts = append(opts, nats.Token(c.Token.Reveal()))
 	}
 	if c.TLS.CAFile != "" {
-		opts = append(opts, nats.RootCAs(c.TLS.CAFile))
+		opts = append(opts, caOption(c.TLS.CAFile))
 	}
 	if c.TLS.CertFile != "" {
-		opts = append(opts, nats.ClientCert(c.TLS.CertFile, c.TLS.KeyFile))
+		opts = append(opts, clientCertOption(c.TLS.CertFile, c.TLS.KeyFile))
 	}
 	if c.TLS.ServerName != "" {
 		opts = append(opts, func(o *nats.Options) error {
@@ -91,4 +90,96 @@ func NATSOptions(c config.NATS) []nats.Option {
 		})
 	}
 	return opts
+}
+
+// credsOption authenticates with the user JWT and seed of a creds file. Unlike
+// nats.UserCredentials alone, it also checks the seed when applied, so that a
+// file without one fails nats.Connect instead of the first server handshake.
+func credsOption(file string) nats.Option {
+	const key = "nats.creds_file"
+	return func(o *nats.Options) error {
+		if err := nats.UserCredentials(file)(o); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		jwtCB := o.UserJWT
+		o.UserJWT = func() (string, error) {
+			jwt, err := jwtCB()
+			if err != nil {
+				return "", fmt.Errorf("%s: %w", key, err)
+			}
+			return jwt, nil
+		}
+		o.SignatureCB = keyedSig(key, o.SignatureCB)
+		if _, err := o.SignatureCB([]byte("falbridge")); err != nil {
+			return err
+		}
+		return nil
+	}
+}
+
+// nkeyOption authenticates with the user nkey seed in file.
+func nkeyOption(file string) nats.Option {
+	const key = "nats.nkey_seed_file"
+	return func(o *nats.Options) error {
+		opt, err := nats.NkeyOptionFromSeed(file)
+		if err == nil {
+			err = opt(o)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		o.SignatureCB = keyedSig(key, o.SignatureCB)
+		return nil
+	}
+}
+
+// caOption trusts the CAs in file instead of the system pool.
+func caOption(file string) nats.Option {
+	const key = "nats.tls.ca_file"
+	return func(o *nats.Options) error {
+		if err := nats.RootCAs(file)(o); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		cb := o.RootCAsCB
+		o.RootCAsCB = func() (*x509.CertPool, error) {
+			pool, err := cb()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", key, err)
+			}
+			return pool, nil
+		}
+		return nil
+	}
+}
+
+// clientCertOption presents the client certificate in certFile with the key
+// in keyFile.
+func clientCertOption(certFile, keyFile string) nats.Option {
+	const key = "nats.tls.cert_file, nats.tls.key_file"
+	return func(o *nats.Options) error {
+		if err := nats.ClientCert(certFile, keyFile)(o); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		cb := o.TLSCertCB
+		o.TLSCertCB = func() (tls.Certificate, error) {
+			cert, err := cb()
+			if err != nil {
+				return tls.Certificate{}, fmt.Errorf("%s: %w", key, err)
+			}
+			return cert, nil
+		}
+		return nil
+	}
+}
+
+// keyedSig makes the errors of sig, which rereads a seed file at every
+// (re)connect, start with the config key of that file.
+func keyedSig(key string, sig nats.SignatureHandler) nats.SignatureHandler {
+	return func(nonce []byte) ([]byte, error) {
+		b, err := sig(nonce)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		return b, nil
+	}
 }

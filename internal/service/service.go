@@ -21,6 +21,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/falbridge/falbridge/config"
 	"github.com/falbridge/falbridge/consumer"
@@ -95,7 +98,12 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 	}
 	defer nc.Close()
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := consumer.NewMetrics(reg)
+
 	fal, err := falclient.New(
+		falclient.WithObserver(metrics.ObserveFal),
 		falclient.WithKey(falclient.Key(cfg.Fal.Key.Reveal())),
 		falclient.WithQueueURL(cfg.Fal.QueueURL),
 		falclient.WithRunURL(cfg.Fal.RunURL),
@@ -128,7 +136,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 		cfg.Webhook.PublicURL = "http://" + addrs.Webhook
 	}
 
-	pool, err := consumer.New(nc, fal, cfg, consumer.WithLogger(log), consumer.WithVerifier(verifier))
+	pool, err := consumer.New(nc, fal, cfg, consumer.WithLogger(log), consumer.WithVerifier(verifier), consumer.WithMetrics(metrics))
 	if err != nil {
 		webhookLn.Close()
 		adminLn.Close()
@@ -149,6 +157,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 	adminMux := http.NewServeMux()
 	adminMux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	adminMux.Handle("/readyz", readiness(nc, js, pool, cfg))
+	adminMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
 
 	var (
 		wg      sync.WaitGroup

@@ -1,0 +1,227 @@
+package consumer
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/falbridge/falbridge/falclient"
+	"github.com/falbridge/falbridge/publisher"
+)
+
+// Metrics are the pool's Prometheus metrics. Create them with NewMetrics and
+// pass them with WithMetrics; a nil *Metrics records nothing.
+type Metrics struct {
+	triggersReceived  prometheus.Counter
+	triggersRejected  *prometheus.CounterVec
+	submits           *prometheus.CounterVec
+	falRequests       *prometheus.CounterVec
+	falRetries        *prometheus.CounterVec
+	webhooks          *prometheus.CounterVec
+	polls             *prometheus.CounterVec
+	eventsPublished   *prometheus.CounterVec
+	completions       *prometheus.CounterVec
+	ambiguousSubmits  prometheus.Counter
+	falQueueSeconds   *prometheus.HistogramVec
+	falRunSeconds     *prometheus.HistogramVec
+	endToEndSeconds   *prometheus.HistogramVec
+	webhookToPublish  prometheus.Histogram
+	pendingGaugeState *pendingGauge
+	models            modelLabels
+}
+
+// maxModelLabels caps the distinct values of the model label: model ids come
+// from triggers, and a stream of made-up ids must not grow the series
+// without bound. Models past the cap are counted as "other".
+const maxModelLabels = 100
+
+type modelLabels struct {
+	mu   sync.Mutex
+	seen map[string]struct{}
+}
+
+func (l *modelLabels) label(model string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.seen[model]; ok {
+		return model
+	}
+	if l.seen == nil {
+		l.seen = map[string]struct{}{}
+	}
+	if len(l.seen) >= maxModelLabels {
+		return "other"
+	}
+	l.seen[model] = struct{}{}
+	return model
+}
+
+// latencyBuckets span fast image models (sub-second) to video (minutes).
+var latencyBuckets = []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := func(c prometheus.Collector) { reg.MustRegister(c) }
+	m := &Metrics{
+		triggersReceived: prometheus.NewCounter(prometheus.CounterOpts{Name: "falbridge_triggers_received_total",
+			Help: "Trigger messages delivered, redeliveries included."}),
+		triggersRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "falbridge_triggers_rejected_total",
+			Help: "Triggers ended with an error event before reaching fal, by error code."}, []string{"code"}),
+		submits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "falbridge_submits_total",
+			Help: "Submits (and sync/stream runs) to fal by model and outcome: accepted, refused, retry, ambiguous."}, []string{"model", "outcome"}),
+		falRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "falbridge_fal_requests_total",
+			Help: "HTTP attempts to fal by endpoint and status (the HTTP code, or \"error\")."}, []string{"endpoint", "status"}),
+		falRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "falbridge_fal_retries_total",
+			Help: "HTTP attempts to fal that were retries, by endpoint."}, []string{"endpoint"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "falbridge_webhooks_total",
+			Help: "Webhook deliveries by outcome: received, verified, rejected, duplicate, unknown, published, retry, ignored."}, []string{"outcome"}),
+		polls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "falbridge_polls_total",
+			Help: "Status polls of pending jobs by outcome: running, completed, error."}, []string{"outcome"}),
+		eventsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "falbridge_events_published_total",
+			Help: "Terminal events published, by kind (result, error) and error code."}, []string{"kind", "code"}),
+		completions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "falbridge_completions_total",
+			Help: "Jobs ended, by the path that ended them: webhook, poll, sync, stream, cancel, timeout, intake."}, []string{"via"}),
+		ambiguousSubmits: prometheus.NewCounter(prometheus.CounterOpts{Name: "falbridge_ambiguous_submits_total",
+			Help: "Submits whose outcome at fal is unknown (invariant 1's window)."}),
+		falQueueSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "falbridge_fal_queue_seconds",
+			Help: "Time a polled job waited in fal's queue (run time minus fal's inference time).", Buckets: latencyBuckets}, []string{"model"}),
+		falRunSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "falbridge_fal_run_seconds",
+			Help: "Submit to completion seen by falbridge.", Buckets: latencyBuckets}, []string{"model"}),
+		endToEndSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "falbridge_end_to_end_seconds",
+			Help: "Trigger stored in the stream to terminal event published.", Buckets: latencyBuckets}, []string{"model"}),
+		webhookToPublish: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "falbridge_webhook_to_publish_seconds",
+			Help: "Webhook received to terminal event published.", Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}),
+		pendingGaugeState: &pendingGauge{},
+	}
+	for _, c := range []prometheus.Collector{m.triggersReceived, m.triggersRejected, m.submits, m.falRequests, m.falRetries,
+		m.webhooks, m.polls, m.eventsPublished, m.completions, m.ambiguousSubmits, m.falQueueSeconds, m.falRunSeconds,
+		m.endToEndSeconds, m.webhookToPublish} {
+		f(c)
+	}
+	// Fixed label values start at zero, so dashboards see every series.
+	for _, o := range []string{"running", "completed", "error"} {
+		m.polls.WithLabelValues(o)
+	}
+	for _, o := range []string{"received", "verified", "rejected", "duplicate", "unknown", "published", "retry", "ignored"} {
+		m.webhooks.WithLabelValues(o)
+	}
+	for _, v := range []string{viaWebhook, viaPoll, viaCancel, viaTimeout, viaIntake, "sync", "stream"} {
+		m.completions.WithLabelValues(v)
+	}
+	for _, op := range []string{falclient.OpSubmit, falclient.OpStatus, falclient.OpResult, falclient.OpCancel, falclient.OpRun, falclient.OpStream} {
+		m.falRetries.WithLabelValues(op)
+	}
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "falbridge_jobs_pending",
+		Help: "Jobs submitted to fal and not yet done: the timer messages on the pending stream."}, m.pendingGaugeState.value))
+	return m
+}
+
+// pendingGauge reads the pending stream's message count at scrape time.
+type pendingGauge struct {
+	stream atomic.Pointer[jetstream.Stream]
+}
+
+func (g *pendingGauge) value() float64 {
+	sp := g.stream.Load()
+	if sp == nil {
+		return 0
+	}
+	st := *sp
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return float64(info.State.Msgs)
+}
+
+// ObserveFal records one HTTP attempt to fal; pass it to
+// falclient.WithObserver.
+func (m *Metrics) ObserveFal(a falclient.Attempt) {
+	if m == nil {
+		return
+	}
+	status := "error"
+	if a.StatusCode != 0 {
+		status = strconv.Itoa(a.StatusCode)
+	}
+	m.falRequests.WithLabelValues(a.Op, status).Inc()
+	if a.Number > 1 {
+		m.falRetries.WithLabelValues(a.Op).Inc()
+	}
+}
+
+func (m *Metrics) received() {
+	if m != nil {
+		m.triggersReceived.Inc()
+	}
+}
+
+func (m *Metrics) rejected(code publisher.Code) {
+	if m != nil {
+		m.triggersRejected.WithLabelValues(string(code)).Inc()
+	}
+}
+
+func (m *Metrics) submit(model, outcome string) {
+	if m == nil {
+		return
+	}
+	m.submits.WithLabelValues(m.models.label(model), outcome).Inc()
+	if outcome == "ambiguous" {
+		m.ambiguousSubmits.Inc()
+	}
+}
+
+func (m *Metrics) webhook(outcome string) {
+	if m != nil {
+		m.webhooks.WithLabelValues(outcome).Inc()
+	}
+}
+
+func (m *Metrics) poll(outcome string) {
+	if m != nil {
+		m.polls.WithLabelValues(outcome).Inc()
+	}
+}
+
+// finished records a published terminal event of job j, ended via the named path.
+func (m *Metrics) finished(j *job, code publisher.Code, via string, now time.Time) {
+	if m == nil {
+		return
+	}
+	kind := "result"
+	if code != "" {
+		kind = "error"
+	}
+	m.eventsPublished.WithLabelValues(kind, string(code)).Inc()
+	m.completions.WithLabelValues(via).Inc()
+	if j.ModelID == "" {
+		return // a trigger rejected before it named a model: not a job
+	}
+	model := m.models.label(j.ModelID)
+	if !j.ReceivedAt.IsZero() {
+		m.endToEndSeconds.WithLabelValues(model).Observe(now.Sub(j.ReceivedAt).Seconds())
+	}
+	if !j.SubmittedAt.IsZero() && j.RequestID != "" {
+		m.falRunSeconds.WithLabelValues(model).Observe(now.Sub(j.SubmittedAt).Seconds())
+	}
+}
+
+func (m *Metrics) queueTime(model string, d time.Duration) {
+	if m != nil && d >= 0 {
+		m.falQueueSeconds.WithLabelValues(m.models.label(model)).Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) webhookPublished(d time.Duration) {
+	if m != nil {
+		m.webhookToPublish.Observe(d.Seconds())
+	}
+}

@@ -80,7 +80,7 @@ type Pool struct {
 	metrics *Metrics
 	// timers takes the ids of jobs ended by webhook or cancel, whose poll
 	// timer can go early (see purgeTimers).
-	timers chan string
+	timers  chan string
 	hooks   testHooks
 	running sync.Map // trigger id → context.CancelCauseFunc of a local sync/stream run
 

@@ -343,7 +343,7 @@ type Client struct {
 	userAgent  string
 	maxBody    int64
 
-	observe    func(Attempt)
+	observe func(Attempt)
 
 	// sleep waits d or until ctx is done (replaceable in tests).
 	sleep func(ctx context.Context, d time.Duration) error

@@ -6,12 +6,12 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/falbridge/falbridge/internal/version.Version=$(VERSION)
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/staticcheck)
 
-.PHONY: help test unit vet lint fmt build dev e2e-cli fuzz clean
+.PHONY: help test unit vet lint fmt build dev demo e2e-cli fuzz clean image deploy-check
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-test: vet lint e2e-cli unit ## vet, staticcheck, the nats CLI end-to-end check, then the race-enabled suite (its summary last)
+test: vet lint e2e-cli demo unit ## vet, staticcheck, the nats CLI end-to-end check, the demo, then the race-enabled suite (its summary last)
 
 unit: ## the race-enabled go test suite
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
@@ -21,6 +21,9 @@ e2e-cli: ## falbridge dev driven by the plain nats CLI (installs it if missing)
 
 dev: ## run falbridge dev: embedded NATS + fal simulator + bridge on loopback
 	$(GO) run ./cmd/falbridge dev
+
+demo: ## offline end-to-end demo: dev, publish --wait, a bad trigger, status (scripts/demo.sh)
+	GO=$(GO) BIN=$(BIN) bash scripts/demo.sh
 
 vet: ## go vet
 	$(GO) vet $(PKGS)
@@ -46,3 +49,10 @@ fuzz: ## run every fuzz target for FUZZTIME each
 
 clean: ## remove build output
 	rm -rf $(BIN)
+
+IMAGE ?= falbridge:$(VERSION)
+image: ## build the container image IMAGE (default falbridge:VERSION) from the Dockerfile; needs a Docker engine, which CI lacks
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+deploy-check: ## check deploy/ (own module tools/deploycheck): kustomize renders, strict Kubernetes schemas, probes and ports vs the binary, dashboard metrics
+	cd tools/deploycheck && $(GO) test -count=1 ./...

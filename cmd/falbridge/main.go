@@ -2,11 +2,17 @@
 //
 //	falbridge serve            run the bridge (embedded NATS when no nats.url)
 //	falbridge dev              embedded NATS + fal simulator + bridge, on loopback
+//	falbridge publish          publish a trigger (or a file of them), wait for the result
+//	falbridge watch            tail result, error and status events
+//	falbridge status ID        show a job's record and events
+//	falbridge cancel ID        cancel a job
+//	falbridge result ID        print (waiting if need be) a job's result
 //	falbridge config validate  load and check a config
 //	falbridge config print     show the effective config, secrets redacted
 //	falbridge version
 //
-// Exit codes: 0 ok, 1 failure, 2 usage error, 3 cannot reach NATS.
+// Exit codes: 0 ok, 1 failure (a job ended with an error event, or another
+// failure), 2 usage error, 3 cannot reach NATS.
 package main
 
 import (
@@ -51,6 +57,11 @@ func commands() []command {
 	return []command{
 		{"serve", "run the bridge: pull triggers, submit to fal, publish results", runServe},
 		{"dev", "run embedded NATS, the fal simulator and the bridge on loopback", runDev},
+		{"publish", "publish a trigger (or --batch a file of them); --wait for the result", runPublish},
+		{"watch", "tail result, error and status events", runWatch},
+		{"status", "show a job's record, its result or error, and its last progress", runStatus},
+		{"cancel", "cancel a job", runCancel},
+		{"result", "print a job's result, waiting for it if need be", runResult},
 		{"config", "validate or print the effective configuration", runConfig},
 		{"version", "print the version", runVersion},
 	}
@@ -87,6 +98,10 @@ func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	var fe jobFailedError
+	if errors.As(err, &fe) {
+		return exitFailed // the command printed the failure itself
+	}
 	fmt.Fprintf(stderr, "falbridge: %v\n", err)
 	var ue usageError
 	var ne unreachableError
@@ -108,5 +123,9 @@ func printUsage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Exit codes: 0 ok, 1 failure, 2 usage error, 3 cannot reach NATS.")
+	fmt.Fprintln(w, "Client commands (publish, watch, status, cancel, result) connect to --server,")
+	fmt.Fprintln(w, "default $NATS_URL, else nats://127.0.0.1:4222 (falbridge dev's address).")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Exit codes: 0 ok, 1 failure (a job ended with an error event), 2 usage error,")
+	fmt.Fprintln(w, "3 cannot reach NATS.")
 }

@@ -99,6 +99,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs, file := configFlags("dev", devBase(), stderr)
 	simAddr := fs.String("sim.addr", "127.0.0.1:8787", "fal simulator listen address")
 	simLatency := fs.Duration("sim.latency", 0, "override every simulated model's run time (0 = the catalog's own)")
+	simConcurrency := fs.Int("sim.concurrency", 0, "runners per simulated model (0 = the catalog's own); 1 makes jobs queue")
 	if err := parseFlags(fs, args); err != nil {
 		return ignoreHelp(err)
 	}
@@ -110,7 +111,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usagef("dev runs its own embedded NATS; nats.url must be empty (got %q)", cfg.NATS.URL)
 	}
 
-	sim, err := falsim.New(falsim.Config{Latency: *simLatency})
+	if *simConcurrency < 0 {
+		return usagef("--sim.concurrency must not be negative")
+	}
+	sim, err := falsim.New(falsim.Config{Latency: *simLatency, Concurrency: *simConcurrency})
 	if err != nil {
 		return err
 	}
@@ -139,17 +143,24 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// listener itself, whatever port it got.
 	derive := cfg.Webhook.PublicURL == ""
 	return natsError(service.Run(ctx, *cfg, service.Options{Logger: log, WebhookFromListener: derive, Ready: func(a service.Addrs) {
+		srv := "" // the client commands' default is dev's default address
+		if a.NATS != defaultServer {
+			srv = " -s " + a.NATS
+		}
 		fmt.Fprintf(stdout, `falbridge dev is ready (version %s)
   nats:     %s
   fal sim:  %s  (run: %s/run, jwks: %s/.well-known/jwks.json, stats: %s/_sim/stats)
   webhook:  %s
   admin:    http://%s  (/healthz /readyz)
 
-Try it with the nats CLI:
+Try it:
+  falbridge publish%s -m fal-ai/flux/schnell -p 'a red fox in snow' -n 2 --wait
+  falbridge watch%s
+or with the nats CLI:
   nats sub 'fal.results.>' &
   nats pub fal.requests.demo '{"model_id":"fal-ai/flux/schnell","input":{"prompt":"a red fox in snow","num_images":2}}'
 Press Ctrl-C to stop.
-`, version.Version, a.NATS, simURL, simURL, simURL, simURL, a.WebhookURL, a.Admin)
+`, version.Version, a.NATS, simURL, simURL, simURL, simURL, a.WebhookURL, a.Admin, srv, srv)
 	}}))
 }
 

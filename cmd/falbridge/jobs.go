@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/falbridge/falbridge/consumer"
+	"github.com/falbridge/falbridge/publisher"
+)
+
+const statusUsage = `
+Usage: falbridge status ID [flags]
+
+Show what falbridge knows of trigger ID: its job record (KV bucket fal_jobs:
+state claimed, retry, submitted or done; fal's request id; attempts;
+timestamps), its result or error event if it has ended, and its last status
+event. Exit code 1 when nothing at all is known of ID.
+`
+
+const cancelUsage = `
+Usage: falbridge cancel ID [flags]
+
+Cancel trigger ID: a NATS request on fal.cancel.ID, answered by falbridge
+with {"id","status","message"}; status is canceled, already_done,
+already_completed (fal finished first; the result follows), unknown or
+error. A canceled job ends with an error event of code canceled.
+Exit code 1 when the status is unknown or error.
+`
+
+const resultUsage = `
+Usage: falbridge result ID [--download DIR] [flags]
+
+Print the result of trigger ID, waiting for it (with progress) if the job
+is still running. Events published before the command started are found,
+for as long as FAL_RESULTS keeps them (7 days by default).
+Exit code 1 when the job ended with an error event.
+`
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cc := newClientCommand("status", statusUsage, 10*time.Second, "how long to wait for NATS's answers", stderr)
+	if err := cc.parse(args, stdout, 1, "trigger ID"); err != nil {
+		return ignoreHelp(err)
+	}
+	o := cc.opts
+	id := cc.fs.Arg(0)
+	if !publisher.ValidID(id) {
+		return usagef("%q is not a trigger id (letters, digits, - and _)", id)
+	}
+	c, err := o.connect()
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	ctx, cancel := o.withTimeout(ctx)
+	defer cancel()
+
+	var st jobStatus
+	job, err := consumer.LookupJob(ctx, c.js, publisher.JobsBucketDefault, id)
+	switch {
+	case errors.Is(err, consumer.ErrJobNotFound):
+	case err != nil:
+		return explain(err)
+	default:
+		st.Job = job
+	}
+	s := c.pub.Subjects()
+	var raw []byte
+	if raw, err = lastMsg(ctx, c.js, s.ResultsStream, s.Result(id)); err != nil {
+		return explain(err)
+	} else if raw != nil {
+		st.Result = new(publisher.Result)
+		if err := json.Unmarshal(raw, st.Result); err != nil {
+			return fmt.Errorf("decode result event: %w", err)
+		}
+	}
+	if raw, err = lastMsg(ctx, c.js, s.ResultsStream, s.Error(id)); err != nil {
+		return explain(err)
+	} else if raw != nil {
+		st.Error = new(publisher.Error)
+		if err := json.Unmarshal(raw, st.Error); err != nil {
+			return fmt.Errorf("decode error event: %w", err)
+		}
+	}
+	if raw, err = lastMsg(ctx, c.js, s.StatusStream, s.Status(id)); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return explain(err)
+	} else if raw != nil {
+		st.LastStatus = new(publisher.Status)
+		if err := json.Unmarshal(raw, st.LastStatus); err != nil {
+			return fmt.Errorf("decode status event: %w", err)
+		}
+	}
+
+	if st.Job == nil && st.Result == nil && st.Error == nil && st.LastStatus == nil {
+		return fmt.Errorf("nothing known of %s: no job record and no event (not published, not picked up yet, or expired)", id)
+	}
+	if o.json {
+		return printJSON(stdout, st)
+	}
+	printStatus(stdout, id, &st)
+	return nil
+}
+
+// jobStatus is what status prints (its JSON form with --json).
+type jobStatus struct {
+	Job        *consumer.JobInfo `json:"job,omitempty"`
+	Result     *publisher.Result `json:"result,omitempty"`
+	Error      *publisher.Error  `json:"error,omitempty"`
+	LastStatus *publisher.Status `json:"last_status,omitempty"`
+}
+
+// lastMsg returns the data of the last message on subject in stream, or
+// nil when there is none.
+func lastMsg(ctx context.Context, js jetstream.JetStream, stream, subject string) ([]byte, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("last message on %s: %w", subject, err)
+	}
+	return m.Data, nil
+}
+
+func printStatus(w io.Writer, id string, st *jobStatus) {
+	const tf = time.RFC3339
+	fmt.Fprintf(w, "job       %s\n", id)
+	if j := st.Job; j != nil {
+		state := j.State
+		if j.Outcome != "" {
+			state += " (" + j.Outcome + ")"
+		}
+		fmt.Fprintf(w, "state     %s\n", state)
+		fmt.Fprintf(w, "model     %s  (mode %s)\n", j.ModelID, j.Mode)
+		if j.RequestID != "" {
+			fmt.Fprintf(w, "request   %s\n", j.RequestID)
+		}
+		webhook := "no (polled)"
+		if j.Webhook {
+			webhook = "yes"
+		}
+		fmt.Fprintf(w, "attempts  %d   webhook %s\n", j.Attempts, webhook)
+		fmt.Fprintf(w, "received  %s\n", j.ReceivedAt.Local().Format(tf))
+		if !j.SubmittedAt.IsZero() {
+			fmt.Fprintf(w, "submitted %s\n", j.SubmittedAt.Local().Format(tf))
+		}
+		if !j.CompletedAt.IsZero() {
+			fmt.Fprintf(w, "completed %s  (%s after received)\n", j.CompletedAt.Local().Format(tf), roundDuration(j.CompletedAt.Sub(j.ReceivedAt)))
+		} else if !j.Deadline.IsZero() {
+			fmt.Fprintf(w, "deadline  %s\n", j.Deadline.Local().Format(tf))
+		}
+	} else {
+		fmt.Fprintf(w, "state     no job record (a trigger rejected before it was claimed, or records expired)\n")
+	}
+	if s := st.LastStatus; s != nil {
+		fmt.Fprintf(w, "progress  %s  at %s\n", statusText(s), s.At.Local().Format("15:04:05"))
+	}
+	switch {
+	case st.Result != nil:
+		fmt.Fprintln(w)
+		printResult(w, st.Result)
+	case st.Error != nil:
+		fmt.Fprintln(w)
+		printError(w, st.Error)
+	}
+}
+
+func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cc := newClientCommand("cancel", cancelUsage, 20*time.Second, "how long to wait for falbridge's answer", stderr)
+	if err := cc.parse(args, stdout, 1, "trigger ID"); err != nil {
+		return ignoreHelp(err)
+	}
+	o := cc.opts
+	id := cc.fs.Arg(0)
+	if !publisher.ValidID(id) {
+		return usagef("%q is not a trigger id (letters, digits, - and _)", id)
+	}
+	c, err := o.connect()
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	ctx, cancel := o.withTimeout(ctx)
+	defer cancel()
+
+	subject := c.pub.Subjects().Cancel(id)
+	msg, err := c.nc.RequestWithContext(ctx, subject, nil)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("no falbridge answers on %s (is falbridge serve or dev running against this NATS?)", subject)
+	case err != nil:
+		return fmt.Errorf("cancel %s: %w", id, err)
+	}
+	var reply consumer.CancelReply
+	if err := json.Unmarshal(msg.Data, &reply); err != nil {
+		return fmt.Errorf("cancel %s: unreadable answer %q: %w", id, shorten(string(msg.Data), 200), err)
+	}
+	if o.json {
+		if _, err := stdout.Write(append(msg.Data, '\n')); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(stdout, "%s  %s", reply.Status, reply.ID)
+		if reply.Message != "" {
+			fmt.Fprintf(stdout, "  %s", reply.Message)
+		}
+		fmt.Fprintln(stdout)
+	}
+	if reply.Status == "error" || reply.Status == "unknown" {
+		return jobFailedError{"cancel " + id + ": " + reply.Status}
+	}
+	return nil
+}
+
+func runResult(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cc := newClientCommand("result", resultUsage, publishTimeoutDefault, "how long to wait for the result", stderr)
+	dir := cc.fs.String("download", "", "save the output's files into `DIR` as <id>_<n>.<ext>")
+	if err := cc.parse(args, stdout, 1, "trigger ID"); err != nil {
+		return ignoreHelp(err)
+	}
+	o := cc.opts
+	id := cc.fs.Arg(0)
+	if !publisher.ValidID(id) {
+		return usagef("%q is not a trigger id (letters, digits, - and _)", id)
+	}
+	c, err := o.connect()
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	ctx, cancel := o.withTimeout(ctx)
+	defer cancel()
+	return awaitAndShow(ctx, c, id, "waiting for the result", o.json, *dir, stdout, stderr)
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/pflag"
 
+	"github.com/falbridge/falbridge/internal/service"
 	"github.com/falbridge/falbridge/publisher"
 )
 
@@ -199,17 +200,7 @@ func (o *clientOptions) connect() (*client, error) {
 func (c *client) close() { c.nc.Close() }
 
 // redactURL hides user:password in NATS URLs.
-func redactURL(u string) string {
-	parts := strings.Split(u, ",")
-	for i, p := range parts {
-		if at := strings.LastIndex(p, "@"); at >= 0 {
-			if scheme := strings.Index(p, "://"); scheme >= 0 && scheme < at {
-				parts[i] = p[:scheme+3] + "***@" + p[at+1:]
-			}
-		}
-	}
-	return strings.Join(parts, ",")
-}
+func redactURL(u string) string { return service.RedactURL(u) }
 
 // explain adds a hint to JetStream errors that mean no falbridge has set up
 // its streams on this NATS.

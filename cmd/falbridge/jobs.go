@@ -45,21 +45,12 @@ Exit code 1 when the job ended with an error event.
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cc := newClientCommand("status", statusUsage, 10*time.Second, "how long to wait for NATS's answers", stderr)
-	if err := cc.parse(args, stdout, 1, "trigger ID"); err != nil {
+	id, c, ctx, done, err := cc.openJob(ctx, args, stdout)
+	if err != nil {
 		return ignoreHelp(err)
 	}
+	defer done()
 	o := cc.opts
-	id := cc.fs.Arg(0)
-	if !publisher.ValidID(id) {
-		return usagef("%q is not a trigger id (letters, digits, - and _)", id)
-	}
-	c, err := o.connect()
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	ctx, cancel := o.withTimeout(ctx)
-	defer cancel()
 
 	var st jobStatus
 	job, err := consumer.LookupJob(ctx, c.js, publisher.JobsBucketDefault, id)
@@ -177,21 +168,12 @@ func printStatus(w io.Writer, id string, st *jobStatus) {
 
 func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cc := newClientCommand("cancel", cancelUsage, 20*time.Second, "how long to wait for falbridge's answer", stderr)
-	if err := cc.parse(args, stdout, 1, "trigger ID"); err != nil {
+	id, c, ctx, done, err := cc.openJob(ctx, args, stdout)
+	if err != nil {
 		return ignoreHelp(err)
 	}
+	defer done()
 	o := cc.opts
-	id := cc.fs.Arg(0)
-	if !publisher.ValidID(id) {
-		return usagef("%q is not a trigger id (letters, digits, - and _)", id)
-	}
-	c, err := o.connect()
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	ctx, cancel := o.withTimeout(ctx)
-	defer cancel()
 
 	subject := c.pub.Subjects().Cancel(id)
 	msg, err := c.nc.RequestWithContext(ctx, subject, nil)
@@ -225,20 +207,30 @@ func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func runResult(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cc := newClientCommand("result", resultUsage, publishTimeoutDefault, "how long to wait for the result", stderr)
 	dir := cc.fs.String("download", "", "save the output's files into `DIR` as <id>_<n>.<ext>")
-	if err := cc.parse(args, stdout, 1, "trigger ID"); err != nil {
+	id, c, ctx, done, err := cc.openJob(ctx, args, stdout)
+	if err != nil {
 		return ignoreHelp(err)
 	}
+	defer done()
 	o := cc.opts
+	return awaitAndShow(ctx, c, id, "waiting for the result", o.json, *dir, stdout, stderr)
+}
+
+// openJob does what every "<command> ID" starts with: parse the flags and the
+// one trigger id, check the id, connect, and bound ctx by --timeout. The
+// caller defers done.
+func (cc *clientCommand) openJob(ctx context.Context, args []string, stdout io.Writer) (string, *client, context.Context, func(), error) {
+	if err := cc.parse(args, stdout, 1, "trigger ID"); err != nil {
+		return "", nil, nil, nil, err
+	}
 	id := cc.fs.Arg(0)
 	if !publisher.ValidID(id) {
-		return usagef("%q is not a trigger id (letters, digits, - and _)", id)
+		return "", nil, nil, nil, usagef("%q is not a trigger id (letters, digits, - and _)", id)
 	}
-	c, err := o.connect()
+	c, err := cc.opts.connect()
 	if err != nil {
-		return err
+		return "", nil, nil, nil, err
 	}
-	defer c.close()
-	ctx, cancel := o.withTimeout(ctx)
-	defer cancel()
-	return awaitAndShow(ctx, c, id, "waiting for the result", o.json, *dir, stdout, stderr)
+	ctx, cancel := cc.opts.withTimeout(ctx)
+	return id, c, ctx, func() { cancel(); c.close() }, nil
 }

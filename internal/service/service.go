@@ -94,7 +94,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
 	)...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", redactURL(addrs.NATS), err)
+		return fmt.Errorf("connect to NATS at %s: %w", RedactURL(addrs.NATS), err)
 	}
 	defer nc.Close()
 
@@ -192,7 +192,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 	serve("webhook", webhookLn, webhookMux)
 	serve("admin", adminLn, adminMux)
 	addrs.WebhookURL = cfg.Webhook.URL()
-	log.Info("falbridge ready", "nats", redactURL(addrs.NATS), "webhook", addrs.Webhook, "admin", addrs.Admin,
+	log.Info("falbridge ready", "nats", RedactURL(addrs.NATS), "webhook", addrs.Webhook, "admin", addrs.Admin,
 		"webhook_url", addrs.WebhookURL, "requests", cfg.Subjects.Requests)
 	if o.Ready != nil {
 		o.Ready(addrs)
@@ -234,7 +234,7 @@ func readiness(nc *nats.Conn, js jetstream.JetStream, pool *consumer.Pool, cfg c
 }
 
 // redactURL hides user:password in NATS URLs for logs.
-func redactURL(u string) string {
+func RedactURL(u string) string {
 	parts := strings.Split(u, ",")
 	for i, p := range parts {
 		if at := strings.LastIndex(p, "@"); at >= 0 {

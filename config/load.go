@@ -241,6 +241,11 @@ func parseEnv(environ []string) (map[string]any, []error) {
 			continue
 		}
 		ki, ok := byEnv[name]
+		if !ok && kubernetesServiceLink(name) {
+			// Kubernetes sets these for a Service named "falbridge" in the
+			// pod's namespace; they are not falbridge settings.
+			continue
+		}
 		if !ok {
 			msg := "unknown environment variable, it names no key"
 			envs := make([]string, 0, len(byEnv))
@@ -269,6 +274,17 @@ func parseEnv(environ []string) (map[string]any, []error) {
 		}
 	}
 	return out, errs
+}
+
+// kubernetesServiceLink reports whether name is one of the variables
+// Kubernetes injects for a Service named "falbridge": FALBRIDGE_SERVICE_HOST,
+// FALBRIDGE_SERVICE_PORT[_<port name>], FALBRIDGE_PORT and
+// FALBRIDGE_PORT_<port>_<proto>[_ADDR|_PORT|_PROTO]. No config key starts
+// with "service" or "port", so none of them can be a setting.
+func kubernetesServiceLink(name string) bool {
+	rest := strings.TrimPrefix(name, EnvPrefix)
+	return rest == "SERVICE_HOST" || rest == "SERVICE_PORT" || strings.HasPrefix(rest, "SERVICE_PORT_") ||
+		rest == "PORT" || strings.HasPrefix(rest, "PORT_")
 }
 
 // lookupEnv returns the value of the last name=value in environ, or "".

@@ -544,3 +544,31 @@ func TestLoadFileErrors(t *testing.T) {
 		})
 	}
 }
+
+// Kubernetes injects FALBRIDGE_SERVICE_* and FALBRIDGE_PORT* into pods of a
+// namespace with a Service named "falbridge"; they must not stop the start,
+// while a real typo still does.
+func TestLoadIgnoresKubernetesServiceLinks(t *testing.T) {
+	t.Parallel()
+	for _, k := range Keys() {
+		up := strings.ToUpper(k)
+		require.False(t, strings.HasPrefix(up, "SERVICE") || strings.HasPrefix(up, "PORT"),
+			"key %s would collide with Kubernetes service-link variables", k)
+	}
+	cfg, err := Load(LoadOptions{Environ: []string{
+		"FALBRIDGE_SERVICE_HOST=10.0.0.7",
+		"FALBRIDGE_SERVICE_PORT=8080",
+		"FALBRIDGE_SERVICE_PORT_WEBHOOK=8080",
+		"FALBRIDGE_PORT=tcp://10.0.0.7:8080",
+		"FALBRIDGE_PORT_8080_TCP=tcp://10.0.0.7:8080",
+		"FALBRIDGE_PORT_8080_TCP_ADDR=10.0.0.7",
+		"FALBRIDGE_PORT_8080_TCP_PORT=8080",
+		"FALBRIDGE_PORT_8080_TCP_PROTO=tcp",
+		"FALBRIDGE_LIMITS_WORKERS=3",
+	}})
+	require.NoError(t, err)
+	require.Equal(t, 3, cfg.Limits.Workers)
+
+	_, err = Load(LoadOptions{Environ: []string{"FALBRIDGE_LIMITS_WORKRES=3"}})
+	require.ErrorIs(t, err, ErrUnknownKey)
+}

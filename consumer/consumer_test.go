@@ -555,3 +555,39 @@ func TestLookupJob(t *testing.T) {
 	_, err = consumer.LookupJob(ctx, b.js, b.cfg.Streams.JobsBucket, "nope")
 	require.ErrorIs(t, err, consumer.ErrJobNotFound)
 }
+
+// A trigger queued behind a model at its in-flight limit is Nak'ed again and
+// again; that alone must never end it. One long run holds the model's only
+// slot while the others are Nak'ed every few milliseconds, far past the
+// poison threshold (20 × max_deliver = 20 deliveries); all still complete.
+func TestLongWaitForModelSlotIsNotPoison(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *setupOpts) {
+		o.sim.Concurrency = 4
+		o.cfg = func(c *config.Config) {
+			c.Consumer.MaxDeliver = 1
+			c.Limits.MaxInFlightPerModel = 1
+			c.Limits.Workers = 4
+		}
+	})
+	p := b.newPool(nil)
+	consumer.SetModelSlotTimes(p, time.Millisecond, 5*time.Millisecond)
+	b.start(p)
+	b.publish("slot", `{"id":"slot-hold","model_id":"fal-ai/flux/schnell","mode":"sync","input":{"prompt":"p","_sim":{"latency_ms":1500}}}`)
+	waitFor(t, "slot held", func() bool { return b.stats().Running == 1 })
+	for i := range 3 {
+		b.publish("slot", fmt.Sprintf(`{"id":"slot-%d","model_id":"fal-ai/flux/schnell","mode":"sync","input":{"prompt":"p"}}`, i))
+	}
+	for _, id := range []string{"slot-hold", "slot-0", "slot-1", "slot-2"} {
+		_, ev := b.terminal(id)
+		require.Nil(t, ev, "a trigger waiting for a model slot must not be ended: %+v", ev)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := b.js.Consumer(ctx, b.cfg.Streams.Requests, b.cfg.Consumer.Durable)
+	require.NoError(t, err)
+	info, err := c.Info(ctx)
+	require.NoError(t, err)
+	// Delivered.Consumer counts every delivery, redeliveries included.
+	require.Greater(t, info.Delivered.Consumer, uint64(4+20), "the waiting triggers went past the poison threshold")
+}

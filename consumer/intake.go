@@ -18,12 +18,16 @@ import (
 )
 
 // modelSlotWait is how long a worker waits for a per-model slot before it
-// hands the trigger back to the stream for a while.
-const modelSlotWait = 2 * time.Second
+// hands the trigger back to the stream for modelSlotRetry.
+const (
+	modelSlotWait  = 2 * time.Second
+	modelSlotRetry = time.Second
+)
 
-// poisonDeliveries multiplies consumer.max_deliver into the delivery count at
-// which a trigger that never gets as far as a submit (panics, NATS trouble) is
-// ended with an error event rather than redelivered forever.
+// poisonDeliveries multiplies consumer.max_deliver into the delivery count
+// past which a trigger that never gets as far as a submit (panics, NATS
+// trouble) is ended with an error event, once it is also past its timeout,
+// rather than redelivered forever.
 const poisonDeliveries = 20
 
 // delivery is one delivered trigger message and what we know of it.
@@ -68,17 +72,25 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) {
 		p.reject(ctx, d, id, t, f.Code, f.Message)
 		return
 	}
-	if d.delivered > uint64(poisonDeliveries*p.cfg.Consumer.MaxDeliver) {
-		p.reject(ctx, d, id, t, publisher.CodeUpstreamError,
-			fmt.Sprintf("gave up after %d deliveries without reaching fal", d.delivered))
+	timeout := time.Duration(t.Timeout)
+	if timeout <= 0 {
+		timeout = p.cfg.Polling.JobDeadline
+	}
+	// A message redelivered over and over (a handler that keeps failing
+	// before fal) is ended once it is also past its deadline. Waiting for a
+	// per-model slot Naks too, so the count alone would end good triggers
+	// queued behind a slow model.
+	if d.delivered > uint64(poisonDeliveries*p.cfg.Consumer.MaxDeliver) && !p.now().Before(d.receivedAt.Add(timeout)) {
+		p.reject(ctx, d, id, t, publisher.CodeTimeout, fmt.Sprintf(
+			"trigger passed its timeout (%s) after %d deliveries without reaching fal", timeout, d.delivered))
 		return
 	}
 
-	release := p.limiter.acquire(ctx, t.ModelID, modelSlotWait)
+	release := p.limiter.acquire(ctx, t.ModelID, p.slotWait)
 	if release == nil {
 		// The model is at its in-flight limit: the trigger waits in the
 		// stream. Deliveries are uncapped, so this costs nothing but time.
-		_ = msg.NakWithDelay(time.Second)
+		_ = msg.NakWithDelay(p.slotRetry)
 		return
 	}
 	defer release()
@@ -86,10 +98,6 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) {
 	mode := t.Mode
 	if mode == "" {
 		mode = publisher.ModeQueue
-	}
-	timeout := time.Duration(t.Timeout)
-	if timeout <= 0 {
-		timeout = p.cfg.Polling.JobDeadline
 	}
 	j := &job{
 		V:             jobRecordVersion,

@@ -77,7 +77,10 @@ type Pool struct {
 	pending       jetstream.Stream
 
 	limiter *modelLimiter
-	metrics *Metrics
+	// slotWait and slotRetry are modelSlotWait and modelSlotRetry (tests
+	// shorten them).
+	slotWait, slotRetry time.Duration
+	metrics             *Metrics
 	// timers takes the ids of jobs ended by webhook or cancel, whose poll
 	// timer can go early (see purgeTimers).
 	timers  chan string
@@ -118,12 +121,14 @@ func New(nc *nats.Conn, fal Fal, cfg config.Config, opts ...Option) (*Pool, erro
 		return nil, fmt.Errorf("consumer: jetstream: %w", err)
 	}
 	p := &Pool{
-		cfg:     cfg,
-		nc:      nc,
-		js:      js,
-		fal:     fal,
-		now:     time.Now,
-		stopped: make(chan struct{}),
+		cfg:       cfg,
+		nc:        nc,
+		js:        js,
+		fal:       fal,
+		now:       time.Now,
+		stopped:   make(chan struct{}),
+		slotWait:  modelSlotWait,
+		slotRetry: modelSlotRetry,
 	}
 	for _, o := range opts {
 		o(p)

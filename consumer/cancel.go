@@ -76,7 +76,13 @@ func (p *Pool) cancelJob(ctx context.Context, id string) CancelReply {
 		v.(context.CancelCauseFunc)(errCanceledByUser)
 	}
 	if !published {
-		return CancelReply{ID: id, Status: "already_done", Message: "job had already ended"}
+		// Canceling a running request makes fal send its webhook (a 499)
+		// at once, and that webhook may end the job first: with our cancel
+		// as the cause. finish has reloaded the record, so its outcome says.
+		if j.Outcome == string(publisher.CodeCanceled) {
+			return CancelReply{ID: id, Status: "canceled"}
+		}
+		return CancelReply{ID: id, Status: "already_done", Message: "job had already ended: " + j.Outcome}
 	}
 	return CancelReply{ID: id, Status: "canceled"}
 }

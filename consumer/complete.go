@@ -34,6 +34,11 @@ func (p *Pool) finish(ctx context.Context, j *job, rev uint64, res *publisher.Re
 		outcome = string(f.Code)
 		code = f.Code
 	}
+	if !published {
+		// Another path ended the job first; record what it published, not
+		// what we would have (a cancel can lose to a result, say).
+		outcome = p.emit.existingOutcome(ctx, j.ID)
+	}
 	if published {
 		p.metrics.finished(j, code, via, p.now())
 		if via == viaWebhook || via == viaCancel {

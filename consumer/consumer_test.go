@@ -591,3 +591,30 @@ func TestLongWaitForModelSlotIsNotPoison(t *testing.T) {
 	// Delivered.Consumer counts every delivery, redeliveries included.
 	require.Greater(t, info.Delivered.Consumer, uint64(4+20), "the waiting triggers went past the poison threshold")
 }
+
+// Canceling a running request makes fal send its 499 webhook at once; that
+// webhook may end the job before the cancel handler does. Either way the
+// caller is told "canceled" and exactly one canceled event exists.
+func TestCancelWhileRunning(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *setupOpts) { o.sim.WebhookRetryDelay = time.Millisecond })
+	b.startPool()
+	const n = 5
+	for i := range n {
+		b.publish("run", fmt.Sprintf(`{"id":"running-%d","model_id":"fal-ai/flux/schnell","input":{"prompt":"p","_sim":{"latency_ms":5000}}}`, i))
+	}
+	waitFor(t, "all running", func() bool { return b.stats().Running == n })
+	b.requireSettled()
+	for i := range n {
+		id := fmt.Sprintf("running-%d", i)
+		reply, err := b.nc.Request(b.cfg.Subjects.Cancel+"."+id, nil, 5*time.Second)
+		require.NoError(t, err)
+		var cr consumer.CancelReply
+		require.NoError(t, json.Unmarshal(reply.Data, &cr))
+		require.Equal(t, "canceled", cr.Status, "%s: %s", id, cr.Message)
+		_, ev := b.terminal(id)
+		require.NotNil(t, ev)
+		require.Equal(t, publisher.CodeCanceled, ev.Code)
+		require.Equal(t, 1, b.terminalCount(id))
+	}
+}

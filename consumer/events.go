@@ -79,6 +79,34 @@ func (e *emitter) publishTerminal(ctx context.Context, id, subject, kind string,
 	return true, nil
 }
 
+// existingOutcome reads the terminal event already published for id and
+// returns "result" or its error code ("unknown" if it cannot be read). Used
+// only when a publish was refused, so it costs nothing on the hot path.
+func (e *emitter) existingOutcome(ctx context.Context, id string) string {
+	st, err := e.js.Stream(ctx, e.subjects.ResultsStream)
+	if err != nil {
+		return "unknown"
+	}
+	filter := terminalFilter(e.subjects, id)
+	if filter == "" {
+		filter = e.subjects.Result(id)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, filter)
+	if err != nil {
+		return "unknown"
+	}
+	if m.Header.Get(EventHeader) == "result" {
+		return "result"
+	}
+	var ev struct {
+		Code string `json:"code"`
+	}
+	if json.Unmarshal(m.Data, &ev) == nil && ev.Code != "" {
+		return ev.Code
+	}
+	return "unknown"
+}
+
 func isWrongLastSequence(err error) bool {
 	var apiErr *jetstream.APIError
 	if !errors.As(err, &apiErr) {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/falbridge/falbridge/internal/subject"
 )
 
 // Validate checks every key and returns all problems joined with errors.Join,
@@ -96,7 +98,7 @@ func (c *Config) Validate() error {
 				v.add(p.key, "must differ from %s (both %q)", prev.key, p.prefix)
 			}
 		}
-		if validSubject(sub.Requests, true) && subjectMatches(sub.Requests, p.prefix+".id") {
+		if subject.Valid(sub.Requests, true) && subject.Overlap(sub.Requests, p.prefix+".id") {
 			v.add("subjects.requests", "%q also matches %s subjects (%q); triggers and events must not share subjects",
 				sub.Requests, p.key, p.prefix+".<id>")
 		}
@@ -426,7 +428,7 @@ func (v *validator) bucket(key, s string) {
 // subject checks a subject (wildcards allowed or not) and reports whether it
 // is valid.
 func (v *validator) subject(key, s string, wildcards bool) bool {
-	if validSubject(s, wildcards) {
+	if subject.Valid(s, wildcards) {
 		return true
 	}
 	if wildcards {
@@ -435,47 +437,6 @@ func (v *validator) subject(key, s string, wildcards bool) bool {
 		v.add(key, "%q is not a valid subject prefix: non-empty dot-separated tokens without spaces or wildcards", s)
 	}
 	return false
-}
-
-func validSubject(s string, wildcards bool) bool {
-	if s == "" {
-		return false
-	}
-	tokens := strings.Split(s, ".")
-	for i, t := range tokens {
-		if t == "" || strings.ContainsFunc(t, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
-			return false
-		}
-		if !strings.ContainsAny(t, "*>") {
-			continue
-		}
-		if !wildcards {
-			return false
-		}
-		switch {
-		case t == "*":
-		case t == ">" && i == len(tokens)-1:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// subjectMatches reports whether the (valid) pattern matches the literal
-// subject.
-func subjectMatches(pattern, subject string) bool {
-	pt := strings.Split(pattern, ".")
-	st := strings.Split(subject, ".")
-	for i, p := range pt {
-		if p == ">" {
-			return len(st) > i
-		}
-		if i >= len(st) || (p != "*" && p != st[i]) {
-			return false
-		}
-	}
-	return len(pt) == len(st)
 }
 
 func isLoopback(host string) bool {

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"fmt"
 	"strings"
+
+	"github.com/falbridge/falbridge/internal/subject"
 )
 
 // Default subject, stream and bucket names. They are part of falbridge's public
@@ -93,7 +95,7 @@ func (s Subjects) WithDefaults() Subjects {
 // no '.', '*', '>' or whitespace. Empty fields are errors; call
 // [Subjects.WithDefaults] first to fill them.
 func (s Subjects) Validate() error {
-	if !validSubject(s.Requests, true) {
+	if !subject.Valid(s.Requests, true) {
 		return fmt.Errorf("subjects: requests: invalid subject %q", s.Requests)
 	}
 	for _, f := range []struct{ name, v string }{
@@ -102,7 +104,7 @@ func (s Subjects) Validate() error {
 		{"status", s.StatusPrefix},
 		{"cancel", s.CancelPrefix},
 	} {
-		if !validSubject(f.v, false) {
+		if !subject.Valid(f.v, false) {
 			return fmt.Errorf("subjects: %s: invalid subject prefix %q", f.name, f.v)
 		}
 	}
@@ -159,57 +161,4 @@ func ValidID(id string) bool {
 		}
 	}
 	return true
-}
-
-// validSubject reports whether s is a NATS subject: non-empty tokens
-// separated by '.', no whitespace or control characters. With wildcards, a
-// token may be "*", and the last token may be ">"; without, neither '*' nor
-// '>' may appear at all.
-func validSubject(s string, wildcards bool) bool {
-	if s == "" {
-		return false
-	}
-	tokens := strings.Split(s, ".")
-	for i, tok := range tokens {
-		if tok == "" {
-			return false
-		}
-		for _, r := range tok {
-			if r <= ' ' || r == 0x7f {
-				return false
-			}
-		}
-		if strings.ContainsAny(tok, "*>") {
-			if !wildcards {
-				return false
-			}
-			switch {
-			case tok == "*":
-			case tok == ">" && i == len(tokens)-1:
-			default:
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// subjectsCollide reports whether some literal subject matches both
-// patterns a and b (which may contain wildcards).
-func subjectsCollide(a, b string) bool {
-	at, bt := strings.Split(a, "."), strings.Split(b, ".")
-	for i := 0; ; i++ {
-		switch {
-		case i == len(at) && i == len(bt):
-			return true
-		case i == len(at) || i == len(bt):
-			return false
-		case at[i] == ">" || bt[i] == ">":
-			return true
-		case at[i] == "*" || bt[i] == "*" || at[i] == bt[i]:
-			continue
-		default:
-			return false
-		}
-	}
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/falbridge/falbridge/internal/subject"
 )
 
 // reservedKeys are the top-level trigger keys that are not model input in
@@ -154,7 +156,7 @@ func DecodeTrigger(body []byte) (*Trigger, error) {
 		if t.ResultSubject, err = stringField("result_subject", v); err != nil {
 			return nil, err
 		}
-		if t.ResultSubject != "" && !validSubject(t.ResultSubject, false) {
+		if t.ResultSubject != "" && !subject.Valid(t.ResultSubject, false) {
 			return nil, triggerErr("result_subject", fmt.Sprintf("must be a NATS subject without wildcards (got %q)", t.ResultSubject))
 		}
 	}

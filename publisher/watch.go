@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/falbridge/falbridge/internal/subject"
 )
 
 // Event is one message seen by [Publisher.Watch]. Exactly one of Result,
@@ -110,7 +112,7 @@ func (p *Publisher) Watch(ctx context.Context, filter string, opts ...WatchOptio
 		filters := []string{filter}
 		if filter == "" {
 			filters = []string{p.subjects.ResultsPrefix + ".>", p.subjects.ErrorsPrefix + ".>", p.subjects.StatusPrefix + ".>"}
-		} else if !validSubject(filter, true) {
+		} else if !subject.Valid(filter, true) {
 			yield(Event{}, fmt.Errorf("watch %q: invalid subject filter", filter))
 			return
 		}
@@ -191,7 +193,7 @@ func (p *Publisher) openWatch(ctx context.Context, filters []string, o watchOpti
 		var matched []string
 		for _, f := range filters {
 			for _, ss := range st.CachedInfo().Config.Subjects {
-				if subjectsCollide(f, ss) {
+				if subject.Overlap(f, ss) {
 					matched = append(matched, f)
 					break
 				}

@@ -1,4 +1,4 @@
-package publisher
+package subject
 
 import (
 	"testing"
@@ -6,7 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestValidSubject(t *testing.T) {
+func TestValid(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		subject   string
@@ -26,16 +26,18 @@ func TestValidSubject(t *testing.T) {
 		{"fal x", true, false},
 		{"fal\tx", true, false},
 		{"fal.ümlaut", false, true},
+		{"fal\u00a0x", false, false}, // no-break space: rejected by config and publisher alike
+		{"fal.\x7f", false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.subject, func(t *testing.T) {
 			t.Parallel()
-			require.Equal(t, tt.want, validSubject(tt.subject, tt.wildcards))
+			require.Equal(t, tt.want, Valid(tt.subject, tt.wildcards))
 		})
 	}
 }
 
-func TestSubjectsCollide(t *testing.T) {
+func TestOverlap(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		a, b string
@@ -58,8 +60,8 @@ func TestSubjectsCollide(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.a+" "+tt.b, func(t *testing.T) {
 			t.Parallel()
-			require.Equal(t, tt.want, subjectsCollide(tt.a, tt.b))
-			require.Equal(t, tt.want, subjectsCollide(tt.b, tt.a))
+			require.Equal(t, tt.want, Overlap(tt.a, tt.b))
+			require.Equal(t, tt.want, Overlap(tt.b, tt.a))
 		})
 	}
 }

@@ -7,9 +7,6 @@ var (
 	// pool stops.
 	ErrStopping = errors.New("consumer: stopping")
 
-	// ErrNotStarted is returned by operations that need a started pool.
-	ErrNotStarted = errors.New("consumer: not started")
-
 	// ErrAlreadyStarted is returned by Start on a pool that is running.
 	ErrAlreadyStarted = errors.New("consumer: already started")
 

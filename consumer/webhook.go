@@ -119,16 +119,13 @@ func (p *Pool) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		f   *failure
 	)
 	switch {
-	case wh.Status == falclient.WebhookOK && (len(wh.Payload) > 0 && string(wh.Payload) != "null"):
+	case wh.Status == falclient.WebhookOK && len(wh.Payload) > 0: // a JSON null payload is nil
 		res = p.newResult(j, wh.Payload)
 	case wh.Status == falclient.WebhookOK:
 		f = &failure{Code: publisher.CodeFalError, Message: "fal reported success without a payload: " + wh.PayloadError}
 	default:
+		// Final, whatever its code: fal has already retried the run.
 		ff := classify(wh.Err(), j.ModelID)
-		if ff.Code == publisher.CodeUpstreamError || ff.Code == publisher.CodeRateLimited {
-			// fal has already retried this run on its side; it is final.
-			ff.Retryable = false
-		}
 		if wh.PayloadError != "" {
 			ff.Message += " (" + wh.PayloadError + ")"
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -108,27 +109,20 @@ func retryIdempotent(err error) bool {
 // retrySubmit is the rule of submit: only when fal certainly did not accept
 // the request — it was never written in full, or fal answered 429, 502 or 503.
 func retrySubmit(err error) bool {
-	var ne *netError
-	if errors.As(err, &ne) {
-		return !ne.callerDone && !ne.permanent && !ne.written
-	}
-	var ae *APIError
-	if errors.As(err, &ae) {
-		if ae.Retryable != nil && !*ae.Retryable {
-			return false
-		}
-		switch ae.StatusCode {
-		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable:
-			return true
-		}
-	}
-	return false
+	return retryUnsent(err, http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable)
 }
 
 // retryRun is the rule of run and stream: a second run is a second bill, so
 // only when the request was never written in full, or fal answered 429 or
 // 503.
 func retryRun(err error) bool {
+	return retryUnsent(err, http.StatusTooManyRequests, http.StatusServiceUnavailable)
+}
+
+// retryUnsent is the rule of calls that must not reach fal twice: retry a
+// transport error only if the request was never written in full, and an
+// answer only if its status is one of refused (unless X-Fal-Retryable: false).
+func retryUnsent(err error, refused ...int) bool {
 	var ne *netError
 	if errors.As(err, &ne) {
 		return !ne.callerDone && !ne.permanent && !ne.written
@@ -138,7 +132,7 @@ func retryRun(err error) bool {
 		if ae.Retryable != nil && !*ae.Retryable {
 			return false
 		}
-		return ae.StatusCode == http.StatusTooManyRequests || ae.StatusCode == http.StatusServiceUnavailable
+		return slices.Contains(refused, ae.StatusCode)
 	}
 	return false
 }

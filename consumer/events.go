@@ -23,14 +23,16 @@ type emitter struct {
 	js       jetstream.JetStream
 	nc       *nats.Conn
 	subjects publisher.Subjects
+	pattern  string // terminalPattern(subjects), computed once
 	log      *slog.Logger
 }
 
-// terminalFilter returns a subject filter that, inside the results stream,
-// matches both terminal subjects of id (fal.results.<id> and fal.errors.<id>
-// → fal.*.<id>). It is "" when the two prefixes differ in shape; then only
-// the Nats-Msg-Id dedupe window protects against a second terminal event.
-func terminalFilter(s publisher.Subjects, id string) string {
+// terminalPattern returns the subject pattern that, inside the results
+// stream, matches both terminal subjects of any id once ".<id>" is appended
+// (fal.results + fal.errors → fal.*). It is "" when the two prefixes differ
+// in shape; then only the Nats-Msg-Id dedupe window protects against a
+// second terminal event.
+func terminalPattern(s publisher.Subjects) string {
 	a := strings.Split(s.ResultsPrefix, ".")
 	b := strings.Split(s.ErrorsPrefix, ".")
 	if len(a) != len(b) {
@@ -44,7 +46,25 @@ func terminalFilter(s publisher.Subjects, id string) string {
 			out[i] = "*"
 		}
 	}
-	return strings.Join(out, ".") + "." + id
+	return strings.Join(out, ".")
+}
+
+// terminalFilter matches both terminal subjects of id (fal.*.<id>), or is
+// "" (see terminalPattern).
+func terminalFilter(s publisher.Subjects, id string) string {
+	if p := terminalPattern(s); p != "" {
+		return p + "." + id
+	}
+	return ""
+}
+
+// filter is terminalFilter for the emitter's subjects, without re-deriving
+// the pattern on every publish.
+func (e *emitter) filter(id string) string {
+	if e.pattern == "" {
+		return ""
+	}
+	return e.pattern + "." + id
 }
 
 // publishTerminal publishes the one terminal event of a job. It returns
@@ -54,7 +74,7 @@ func terminalFilter(s publisher.Subjects, id string) string {
 // any later time, as long as the results stream keeps the first event.
 func (e *emitter) publishTerminal(ctx context.Context, id, subject, kind string, payload []byte, copyTo string) (bool, error) {
 	opts := []jetstream.PublishOpt{jetstream.WithMsgID(id)}
-	if f := terminalFilter(e.subjects, id); f != "" {
+	if f := e.filter(id); f != "" {
 		opts = append(opts, jetstream.WithExpectLastSequenceForSubject(0, f))
 	}
 	msg := &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{EventHeader: []string{kind}}}
@@ -87,7 +107,7 @@ func (e *emitter) existingOutcome(ctx context.Context, id string) string {
 	if err != nil {
 		return "unknown"
 	}
-	filter := terminalFilter(e.subjects, id)
+	filter := e.filter(id)
 	if filter == "" {
 		filter = e.subjects.Result(id)
 	}

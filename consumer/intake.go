@@ -107,7 +107,7 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) {
 		Mode:          mode,
 		ResultSubject: t.ResultSubject,
 		Metadata:      t.Metadata,
-		Trigger:       rawTrigger(d.body),
+		Trigger:       json.RawMessage(d.body), // DecodeTrigger has parsed it: valid JSON
 		TriggerSeq:    d.seq,
 		Attempts:      1,
 		ReceivedAt:    d.receivedAt,

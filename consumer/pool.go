@@ -149,7 +149,7 @@ func New(nc *nats.Conn, fal Fal, cfg config.Config, opts ...Option) (*Pool, erro
 	}
 	p.pendingPrefix = pendingSubjectPrefix(cfg)
 	p.webhookBase = cfg.Webhook.URL()
-	p.emit = &emitter{js: js, nc: nc, subjects: p.subjects, log: p.log}
+	p.emit = &emitter{js: js, nc: nc, subjects: p.subjects, pattern: terminalPattern(p.subjects), log: p.log}
 	p.limiter = newModelLimiter(cfg.Limits.MaxInFlightPerModel, cfg.Limits.ModelLimits)
 	return p, nil
 }

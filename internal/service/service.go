@@ -206,8 +206,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 	}
 }
 
-// readiness answers 200 while NATS is connected, JetStream answers and the
-// pool is not draining; 503 with the reason otherwise.
+// readiness answers 200 while NATS is connected, every stream and the job
+// bucket answer, and the pool is not draining; 503 with the reason otherwise.
 func readiness(nc *nats.Conn, js jetstream.JetStream, pool *consumer.Pool, cfg config.Config) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fail := func(reason string) { http.Error(w, "not ready: "+reason, http.StatusServiceUnavailable) }
@@ -221,9 +221,13 @@ func readiness(nc *nats.Conn, js jetstream.JetStream, pool *consumer.Pool, cfg c
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if _, err := js.Stream(ctx, cfg.Streams.Requests); err != nil {
-			fail("stream " + cfg.Streams.Requests + ": " + err.Error())
-			return
+		// Every stream the pool reads or writes: triggers, results and
+		// errors, progress, poll timers.
+		for _, name := range []string{cfg.Streams.Requests, cfg.Streams.Results, cfg.Streams.Status, cfg.Streams.Pending} {
+			if _, err := js.Stream(ctx, name); err != nil {
+				fail("stream " + name + ": " + err.Error())
+				return
+			}
 		}
 		if _, err := js.KeyValue(ctx, cfg.Streams.JobsBucket); err != nil {
 			fail("bucket " + cfg.Streams.JobsBucket + ": " + err.Error())

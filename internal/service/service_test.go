@@ -200,6 +200,17 @@ func TestMetricsHealthAndNoSecretsInLogs(t *testing.T) {
 		return code == http.StatusOK
 	}, 20*time.Second, 50*time.Millisecond)
 
+	// A missing stream, not only the trigger stream, is not ready, by name.
+	nc2 := srv.Connect(t)
+	js2, err := jetstream.New(nc2)
+	require.NoError(t, err)
+	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer dcancel()
+	require.NoError(t, js2.DeleteStream(dctx, "FAL_STATUS"))
+	code, body = get(t, "http://"+r.addrs.Admin+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Contains(t, body, "FAL_STATUS")
+
 	// The key never reaches the logs, though they were at debug level.
 	logs := r.logs.String()
 	require.NotEmpty(t, logs)

@@ -106,6 +106,12 @@ const (
 	MaxIntervalDefault = 30 * time.Second
 	// JobDeadlineDefault is polling.job_deadline.
 	JobDeadlineDefault = time.Hour
+	// SafetyIntervalDefault is polling.safety_interval.
+	SafetyIntervalDefault = 10 * time.Minute
+	// SweepIntervalDefault is polling.sweep_interval.
+	SweepIntervalDefault = time.Minute
+	// AmbiguousWaitDefault is consumer.ambiguous_wait.
+	AmbiguousWaitDefault = 5 * time.Minute
 
 	// DurableDefault is consumer.durable.
 	DurableDefault = "falbridge"
@@ -120,6 +126,10 @@ const (
 
 	// GracePeriodDefault is shutdown.grace_period.
 	GracePeriodDefault = 25 * time.Second
+	// FinishReserve is the part of the shutdown grace period kept for the
+	// writes after a fal call (storing the job, publishing its event): a
+	// fal call started by a worker is bounded by the grace period less this.
+	FinishReserve = 3 * time.Second
 
 	// LogLevelDefault is log.level.
 	LogLevelDefault = LogLevelInfo
@@ -438,6 +448,15 @@ type Polling struct {
 	// with a timeout error; a trigger's timeout overrides it. Defaults to
 	// [JobDeadlineDefault] (1h).
 	JobDeadline time.Duration `koanf:"job_deadline"`
+	// SafetyInterval is how often a job that expects a webhook is checked at
+	// fal once it is past webhook_grace (and, while webhooks arrive, instead
+	// of the check at webhook_grace). Jittered by up to +20 %. Defaults to
+	// [SafetyIntervalDefault] (10m).
+	SafetyInterval time.Duration `koanf:"safety_interval"`
+	// SweepInterval is how often one replica sweeps the job records: it
+	// re-arms the timer of any submitted job that has none and refreshes
+	// falbridge_jobs_pending. Defaults to [SweepIntervalDefault] (1m).
+	SweepInterval time.Duration `koanf:"sweep_interval"`
 }
 
 // Consumer configures the JetStream pull consumer of triggers (keys
@@ -460,6 +479,11 @@ type Consumer struct {
 	// ([AmbiguousSubmitFail]) or "resubmit" ([AmbiguousSubmitResubmit]).
 	// Defaults to [AmbiguousSubmitPolicyDefault] ("fail").
 	AmbiguousSubmitPolicy string `koanf:"ambiguous_submit_policy"`
+	// AmbiguousWait is how long a job whose submit may or may not have
+	// reached fal waits for fal's webhook to settle the question (the
+	// webhook URL names the job) before ambiguous_submit is published.
+	// Only with a webhook URL. Defaults to [AmbiguousWaitDefault] (5m).
+	AmbiguousWait time.Duration `koanf:"ambiguous_wait"`
 }
 
 // Shutdown bounds a graceful stop (keys shutdown.*).
@@ -538,6 +562,9 @@ func Default() Config {
 			MinInterval:  MinIntervalDefault,
 			MaxInterval:  MaxIntervalDefault,
 			JobDeadline:  JobDeadlineDefault,
+
+			SafetyInterval: SafetyIntervalDefault,
+			SweepInterval:  SweepIntervalDefault,
 		},
 		Consumer: Consumer{
 			Durable:               DurableDefault,
@@ -545,6 +572,7 @@ func Default() Config {
 			MaxDeliver:            MaxDeliverDefault,
 			FetchBatch:            FetchBatchDefault,
 			AmbiguousSubmitPolicy: AmbiguousSubmitPolicyDefault,
+			AmbiguousWait:         AmbiguousWaitDefault,
 		},
 		Shutdown: Shutdown{GracePeriod: GracePeriodDefault},
 		Log:      Log{Level: LogLevelDefault, Format: LogFormatDefault},

@@ -68,16 +68,19 @@ var help = map[string]string{
 	"limits.max_in_flight_per_model": "jobs pending at fal per model (0: no limit)",
 	"limits.model_limits":            "per-model pending limits, model=n,model2=m",
 
-	"polling.webhook_grace": "how long to wait for a webhook before polling",
-	"polling.min_interval":  "first poll interval",
-	"polling.max_interval":  "largest poll interval",
-	"polling.job_deadline":  "how long a job may run before it is cancelled (a trigger's timeout overrides)",
+	"polling.webhook_grace":   "how long to wait for a webhook before polling",
+	"polling.min_interval":    "first poll interval",
+	"polling.max_interval":    "largest poll interval",
+	"polling.job_deadline":    "how long a job may run before it is cancelled (a trigger's timeout overrides)",
+	"polling.safety_interval": "how often a job that expects a webhook is checked at fal past webhook_grace",
+	"polling.sweep_interval":  "how often one replica re-arms lost timers and counts pending jobs",
 
 	"consumer.durable":                 "durable name of the trigger consumer",
 	"consumer.ack_wait":                "how long a trigger may stay unacknowledged before redelivery",
 	"consumer.max_deliver":             "deliveries of one trigger before it is given up",
 	"consumer.fetch_batch":             "triggers pulled per request",
 	"consumer.ambiguous_submit_policy": "a submit that may have reached fal but was not recorded: fail or resubmit",
+	"consumer.ambiguous_wait":          "how long an ambiguous submit waits for fal's webhook before ambiguous_submit is published",
 
 	"shutdown.grace_period": "how long in-flight work may take after a stop signal",
 

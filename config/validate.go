@@ -177,6 +177,8 @@ func (c *Config) Validate() error {
 		v.add("polling.min_interval", "must be ≤ polling.max_interval (%s > %s)", formatDuration(p.MinInterval), formatDuration(p.MaxInterval))
 	}
 	v.positive("polling.job_deadline", p.JobDeadline)
+	v.positive("polling.safety_interval", p.SafetyInterval)
+	v.positive("polling.sweep_interval", p.SweepInterval)
 
 	// consumer
 	co := &c.Consumer
@@ -189,9 +191,15 @@ func (c *Config) Validate() error {
 		v.add("consumer.fetch_batch", "must be ≥ 1 (got %d)", co.FetchBatch)
 	}
 	v.oneOf("consumer.ambiguous_submit_policy", co.AmbiguousSubmitPolicy, AmbiguousSubmitFail, AmbiguousSubmitResubmit)
+	v.nonNegative("consumer.ambiguous_wait", co.AmbiguousWait)
 
 	// shutdown, log
-	v.positive("shutdown.grace_period", c.Shutdown.GracePeriod)
+	if v.positive("shutdown.grace_period", c.Shutdown.GracePeriod) && c.Shutdown.GracePeriod < FinishReserve+time.Second {
+		// A fal call in hand is bounded by the grace period less the
+		// reserve for the writes after it: below this, no call fits.
+		v.add("shutdown.grace_period", "must be ≥ %s to fit one fal call and the writes after it (got %s)",
+			formatDuration(FinishReserve+time.Second), formatDuration(c.Shutdown.GracePeriod))
+	}
 	v.oneOf("log.level", c.Log.Level, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError)
 	v.oneOf("log.format", c.Log.Format, LogFormatJSON, LogFormatText)
 

@@ -20,6 +20,10 @@ var errCanceledByUser = errors.New("canceled by request")
 
 const cancelTimeout = 15 * time.Second
 
+// cancelConcurrency bounds the cancel requests served at once; past it the
+// subscription's own buffer holds the rest.
+const cancelConcurrency = 16
+
 // CancelReply is the JSON answer to a request on the cancel subject.
 type CancelReply struct {
 	// ID is the trigger id.
@@ -32,14 +36,26 @@ type CancelReply struct {
 
 // handleCancel serves fal.cancel.<trigger id> (core NATS; a request gets a
 // CancelReply, a plain publish works too).
+// Each request is served on its own goroutine, at most cancelConcurrency at
+// once: a cancel waits on fal, and one slow answer must not hold up the rest.
 func (p *Pool) handleCancel(m *nats.Msg) {
-	id := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
-	reply := p.cancelJob(p.runCtx, id)
-	p.log.Info("cancel request", "trigger_id", id, "status", reply.Status, "message", reply.Message)
-	if m.Reply != "" {
-		b, _ := json.Marshal(reply)
-		_ = m.Respond(b)
+	select {
+	case p.cancels <- struct{}{}:
+	case <-p.quit:
+		return
 	}
+	p.cancelsInHand.Add(1)
+	go func() {
+		defer p.cancelsInHand.Done()
+		defer func() { <-p.cancels }()
+		id := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+		reply := p.cancelJob(p.runCtx, id)
+		p.log.Info("cancel request", "trigger_id", id, "status", reply.Status, "message", reply.Message)
+		if m.Reply != "" {
+			b, _ := json.Marshal(reply)
+			_ = m.Respond(b)
+		}
+	}()
 }
 
 func (p *Pool) cancelJob(ctx context.Context, id string) CancelReply {

@@ -3,8 +3,6 @@ package consumer
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/falbridge/falbridge/publisher"
@@ -15,7 +13,13 @@ import (
 // published=false when another path had already ended the job; that is not an
 // error. On an error nothing is lost: the caller retries later and the
 // terminal-event guard makes the retry publish nothing twice.
-func (p *Pool) finish(ctx context.Context, j *job, rev uint64, res *publisher.Result, f *failure, via string) (bool, error) {
+//
+// finish runs on a context of its own (finishContext): the caller's may be
+// spent on a fal call that hung, and a result fal has billed must not be
+// dropped for that.
+func (p *Pool) finish(_ context.Context, j *job, rev uint64, res *publisher.Result, f *failure, via string) (bool, error) {
+	ctx, cancel := p.finishContext()
+	defer cancel()
 	var (
 		published bool
 		err       error
@@ -38,39 +42,29 @@ func (p *Pool) finish(ctx context.Context, j *job, rev uint64, res *publisher.Re
 		// Another path ended the job first; record what it published, not
 		// what we would have (a cancel can lose to a result, say).
 		outcome = p.emit.existingOutcome(ctx, j.ID)
+	} else {
+		p.metrics.finished(j, code, via, p.now())
+	}
+	if err := p.store.markDone(ctx, j, rev, outcome, p.now().UTC()); err != nil {
+		return published, err
 	}
 	if published {
-		p.metrics.finished(j, code, via, p.now())
-		if via == viaWebhook || via == viaCancel {
-			p.dropTimer(j.ID)
-		}
+		p.log.Debug("job done", "trigger_id", j.ID, "request_id", j.RequestID, "model_id", j.ModelID, "outcome", outcome, "via", via)
 	}
-	for range 5 {
-		if j.State == stateDone {
-			return published, nil
-		}
-		j.State = stateDone
-		j.Outcome = outcome
-		j.CompletedAt = p.now().UTC()
-		_, err = p.store.update(ctx, j, rev)
-		if err == nil {
-			if published {
-				p.log.Info("job done", "trigger_id", j.ID, "request_id", j.RequestID, "model_id", j.ModelID, "outcome", outcome)
-			}
-			return published, nil
-		}
-		if !errors.Is(err, errRevisionMismatch) {
-			continue // transient NATS trouble: try again
-		}
-		// Someone else moved the job; reload and look again.
-		cur, crev, gerr := p.store.get(ctx, j.ID)
-		if gerr != nil {
-			err = gerr
-			continue
-		}
-		*j, rev = *cur, crev
+	return published, nil
+}
+
+// finishTimeout bounds the NATS work of ending a job.
+const finishTimeout = 10 * time.Second
+
+// finishContext is the context of the writes that end a job: fresh, and
+// bounded by finishTimeout and by what is left of a Stop in progress.
+func (p *Pool) finishContext() (context.Context, context.CancelFunc) {
+	d := finishTimeout
+	if by := p.stopBy.Load(); by != 0 {
+		d = min(d, max(time.Until(time.Unix(0, by)), 100*time.Millisecond))
 	}
-	return published, fmt.Errorf("mark job %s done: %w", j.ID, err)
+	return context.WithTimeout(context.Background(), d)
 }
 
 // The paths that end a job, for metrics (falbridge_completions_total{via}).
@@ -81,25 +75,6 @@ const (
 	viaTimeout = "timeout"
 	viaIntake  = "intake"
 )
-
-// updateRetrying is store.update with a few quick retries on NATS errors
-// (not on a revision mismatch, which is an answer, not a fault).
-func (p *Pool) updateRetrying(ctx context.Context, j *job, rev uint64) (uint64, error) {
-	var err error
-	for attempt := range 4 {
-		var nrev uint64
-		nrev, err = p.store.update(ctx, j, rev)
-		if err == nil || errors.Is(err, errRevisionMismatch) {
-			return nrev, err
-		}
-		select {
-		case <-time.After(time.Duration(attempt+1) * 100 * time.Millisecond):
-		case <-ctx.Done():
-			return 0, err
-		}
-	}
-	return 0, err
-}
 
 func (p *Pool) newResult(j *job, output json.RawMessage) *publisher.Result {
 	return &publisher.Result{

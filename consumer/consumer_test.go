@@ -234,20 +234,30 @@ func TestCrashAfterStoreBeforeAckSubmitsOnce(t *testing.T) {
 	require.EqualValues(t, 1, b.stats().Submits)
 }
 
+// TestCrashBetweenSubmitAndStoreFollowsPolicy stops a worker right after fal
+// accepted a submit and before the job was recorded. With a webhook URL,
+// fal's signed webhook names the job and settles the ambiguity: the real
+// result, billed once, whatever the policy. Polling only, the policy decides.
 func TestCrashBetweenSubmitAndStoreFollowsPolicy(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
-		policy      string
-		wantCode    publisher.Code // "" = a result
-		wantSubmits int64
+		name         string
+		policy       string
+		noWebhook    bool
+		wantCode     publisher.Code // "" = a result
+		wantAttempts int
+		wantSubmits  int64
 	}{
-		{policy: "fail", wantCode: publisher.CodeAmbiguousSubmit, wantSubmits: 1},
-		{policy: "resubmit", wantSubmits: 2},
+		{name: "webhook/fail", policy: "fail", wantAttempts: 1, wantSubmits: 1},
+		{name: "webhook/resubmit", policy: "resubmit", wantAttempts: 1, wantSubmits: 1},
+		{name: "polling/fail", policy: "fail", noWebhook: true, wantCode: publisher.CodeAmbiguousSubmit, wantSubmits: 1},
+		{name: "polling/resubmit", policy: "resubmit", noWebhook: true, wantAttempts: 2, wantSubmits: 2},
 	}
 	for _, tc := range cases {
-		t.Run(tc.policy, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t, func(o *setupOpts) {
+				o.noWebhook = tc.noWebhook
 				o.cfg = func(c *config.Config) {
 					c.Consumer.AckWait = time.Second
 					c.Consumer.AmbiguousSubmitPolicy = tc.policy
@@ -265,7 +275,8 @@ func TestCrashBetweenSubmitAndStoreFollowsPolicy(t *testing.T) {
 			res, ev := b.terminal("amb-1")
 			if tc.wantCode == "" {
 				require.Nil(t, ev)
-				require.Equal(t, 2, res.Attempts)
+				require.Equal(t, tc.wantAttempts, res.Attempts)
+				b.requireFalOutput(res)
 			} else {
 				require.NotNil(t, ev)
 				require.Equal(t, tc.wantCode, ev.Code)

@@ -5,23 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/falbridge/falbridge/config"
 	"github.com/falbridge/falbridge/falclient"
 	"github.com/falbridge/falbridge/publisher"
-)
-
-// modelSlotWait is how long a worker waits for a per-model slot before it
-// hands the trigger back to the stream for modelSlotRetry.
-const (
-	modelSlotWait  = 2 * time.Second
-	modelSlotRetry = time.Second
 )
 
 // poisonDeliveries multiplies consumer.max_deliver into the delivery count
@@ -40,37 +32,32 @@ type delivery struct {
 }
 
 // handleTrigger runs the intake pipeline for one trigger message:
-// decode + validate → claim → submit → store → ack.
-func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) {
+// decode + validate → claim → submit → store → arm the timer → ack.
+func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) verdict {
 	md, err := msg.Metadata()
 	if err != nil {
 		p.log.Error("trigger without JetStream metadata", "subject", msg.Subject(), "err", err)
-		_ = msg.TermWithReason("no jetstream metadata")
-		return
+		return term("no jetstream metadata")
 	}
 	p.metrics.received()
 	d := &delivery{msg: msg, body: msg.Data(), seq: md.Sequence.Stream, delivered: md.NumDelivered, receivedAt: md.Timestamp.UTC()}
 
 	if limit := p.cfg.Streams.MaxTriggerBytes; len(d.body) > limit {
 		id := publisher.ResolveID(&publisher.Trigger{ID: bestEffortID(d.body)}, msg.Headers().Get(jetstream.MsgIDHeader), d.seq)
-		p.reject(ctx, d, id, nil, publisher.CodeInvalidTrigger,
+		return p.reject(ctx, d, id, nil, publisher.CodeInvalidTrigger,
 			fmt.Sprintf("trigger is %d bytes; the limit is %d (streams.max_trigger_bytes)", len(d.body), limit))
-		return
 	}
 	t, err := publisher.DecodeTrigger(d.body)
 	if err != nil {
 		id := publisher.ResolveID(&publisher.Trigger{ID: bestEffortID(d.body)}, msg.Headers().Get(jetstream.MsgIDHeader), d.seq)
-		p.reject(ctx, d, id, nil, publisher.CodeInvalidTrigger, err.Error())
-		return
+		return p.reject(ctx, d, id, nil, publisher.CodeInvalidTrigger, err.Error())
 	}
 	id := publisher.ResolveID(t, msg.Headers().Get(jetstream.MsgIDHeader), d.seq)
 	if _, err := falclient.ParseModelID(t.ModelID); err != nil {
-		p.reject(ctx, d, id, t, publisher.CodeInvalidModel, err.Error())
-		return
+		return p.reject(ctx, d, id, t, publisher.CodeInvalidModel, err.Error())
 	}
 	if f := checkImageURLs(t.Input); f != nil {
-		p.reject(ctx, d, id, t, f.Code, f.Message)
-		return
+		return p.reject(ctx, d, id, t, f.Code, f.Message)
 	}
 	timeout := time.Duration(t.Timeout)
 	if timeout <= 0 {
@@ -81,17 +68,15 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) {
 	// per-model slot Naks too, so the count alone would end good triggers
 	// queued behind a slow model.
 	if d.delivered > uint64(poisonDeliveries*p.cfg.Consumer.MaxDeliver) && !p.now().Before(d.receivedAt.Add(timeout)) {
-		p.reject(ctx, d, id, t, publisher.CodeTimeout, fmt.Sprintf(
+		return p.reject(ctx, d, id, t, publisher.CodeTimeout, fmt.Sprintf(
 			"trigger passed its timeout (%s) after %d deliveries without reaching fal", timeout, d.delivered))
-		return
 	}
 
 	release := p.limiter.acquire(ctx, t.ModelID, p.slotWait)
 	if release == nil {
 		// The model is at its in-flight limit: the trigger waits in the
 		// stream. Deliveries are uncapped, so this costs nothing but time.
-		_ = msg.NakWithDelay(p.slotRetry)
-		return
+		return nakAfter(p.slotRetry)
 	}
 	defer release()
 
@@ -99,6 +84,7 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) {
 	if mode == "" {
 		mode = publisher.ModeQueue
 	}
+	now := p.now()
 	j := &job{
 		V:             jobRecordVersion,
 		ID:            id,
@@ -113,150 +99,190 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) {
 		ReceivedAt:    d.receivedAt,
 		Deadline:      d.receivedAt.Add(timeout),
 	}
+	p.lease(j, now)
 	rev, err := p.store.create(ctx, j)
 	switch {
 	case errors.Is(err, errJobExists):
-		p.handleClaimed(ctx, d, t, id)
-		return
+		return p.handleClaimed(ctx, d, t, id)
 	case err != nil:
 		p.log.Warn("claim failed; will retry", "trigger_id", id, "err", err)
-		_ = msg.NakWithDelay(p.natsRetryDelay(d.delivered))
-		return
+		return nakAfter(natsDelays.after(int(d.delivered), 0))
 	}
-	p.submit(ctx, d, t, j, rev)
+	return p.submit(ctx, d, t, j, rev)
+}
+
+// lease marks j as being worked on by this pool until the work in hand
+// (one fal call and the writes after it) must be over.
+func (p *Pool) lease(j *job, now time.Time) {
+	j.Owner = p.owner
+	until := now.Add(p.callBudget() + config.FinishReserve)
+	if j.Mode == publisher.ModeSync || j.Mode == publisher.ModeStream {
+		// A local run lasts up to the job's deadline.
+		until = j.Deadline.Add(config.FinishReserve)
+	}
+	j.LeaseUntil = until.UTC()
 }
 
 // handleClaimed decides what a trigger whose id already has a job record
-// means: a duplicate to drop, a retry to resume, or the ambiguous window.
-func (p *Pool) handleClaimed(ctx context.Context, d *delivery, t *publisher.Trigger, id string) {
+// means: a duplicate to drop, a retry to resume, a claim still in hand, or
+// the ambiguous window. It decides from the stored record only.
+func (p *Pool) handleClaimed(ctx context.Context, d *delivery, t *publisher.Trigger, id string) verdict {
 	j, rev, err := p.store.get(ctx, id)
 	if errors.Is(err, errJobNotFound) {
 		// Deleted (TTL) between create and get: try again shortly.
-		_ = d.msg.NakWithDelay(100 * time.Millisecond)
-		return
+		return nakAfter(natsDelays.after(1, 0))
 	}
 	if err != nil {
 		p.log.Warn("load job failed; will retry", "trigger_id", id, "err", err)
-		_ = d.msg.NakWithDelay(p.natsRetryDelay(d.delivered))
-		return
+		return nakAfter(natsDelays.after(int(d.delivered), 0))
 	}
 	sameMessage := j.TriggerSeq == d.seq
+	now := p.now()
 	switch {
 	case j.State == stateDone:
 		p.log.Debug("duplicate trigger; job already done", "trigger_id", id, "outcome", j.Outcome)
-		_ = d.msg.Ack()
+		return ack()
 	case j.State == stateSubmitted:
 		if sameMessage {
-			// We crashed after storing the job and before acking: the
-			// poll timer may be missing. A duplicate timer is harmless.
-			if err := p.schedulePoll(ctx, j); err != nil {
-				_ = d.msg.NakWithDelay(p.natsRetryDelay(d.delivered))
-				return
+			// We stopped after storing the job and before acking: the
+			// timer may be missing. A second timer is harmless.
+			if err := p.arm(ctx, j.ID, p.firstCheck(j)); err != nil {
+				return nakAfter(natsDelays.after(int(d.delivered), 0))
 			}
 		}
 		p.log.Debug("duplicate trigger; job already submitted", "trigger_id", id, "request_id", j.RequestID)
-		_ = d.msg.Ack()
+		return ack()
 	case !sameMessage:
 		// A republished copy while the original message is still being
 		// worked on (or waits for its retry): the original decides.
 		p.log.Debug("duplicate trigger; original still in hand", "trigger_id", id, "state", j.State)
-		_ = d.msg.Ack()
+		return ack()
+	case j.leaseLive(now):
+		// The first worker is still at it (a redelivery after a NATS
+		// restart, say): wait for it rather than call it ambiguous.
+		p.log.Debug("trigger redelivered while its claim is held; waiting", "trigger_id", id, "owner", j.Owner)
+		return nakAfter(j.LeaseUntil.Sub(now) + natsDelays.min)
 	case j.State == stateRetry:
 		j.State = stateClaimed
 		j.Attempts++
-		rev, err = p.store.update(ctx, j, rev)
+		p.lease(j, now)
+		rev, err = p.store.put(ctx, j, rev)
 		if err != nil {
-			_ = d.msg.NakWithDelay(p.natsRetryDelay(d.delivered))
-			return
+			return nakAfter(natsDelays.after(int(d.delivered), 0))
 		}
-		p.submit(ctx, d, t, j, rev)
-	default: // stateClaimed, same message: a worker died around the submit.
-		p.log.Warn("ambiguous submit: trigger redelivered while claimed", "trigger_id", id,
-			"model_id", j.ModelID, "policy", p.cfg.Consumer.AmbiguousSubmitPolicy)
-		if p.cfg.Consumer.AmbiguousSubmitPolicy == "resubmit" {
-			j.Attempts++
-			if rev, err = p.store.update(ctx, j, rev); err != nil {
-				_ = d.msg.NakWithDelay(p.natsRetryDelay(d.delivered))
-				return
-			}
-			p.submit(ctx, d, t, j, rev)
-			return
-		}
-		f := failure{Code: publisher.CodeAmbiguousSubmit, Message: fmt.Sprintf(
-			"falbridge stopped while submitting %q to fal; fal may or may not have accepted it, so it is not submitted again (consumer.ambiguous_submit_policy=fail)", j.ModelID)}
-		p.finishAndSettle(ctx, d, j, rev, nil, &f)
+		return p.submit(ctx, d, t, j, rev)
 	}
+	// Claimed, lease expired: the worker stopped between sending the
+	// submit and recording fal's answer. fal may have the job.
+	return p.ambiguous(ctx, d, t, j, rev)
 }
 
-// submit sends the claimed job to fal in its mode and settles the trigger.
-func (p *Pool) submit(ctx context.Context, d *delivery, t *publisher.Trigger, j *job, rev uint64) {
+// ambiguous handles the ambiguous window of invariant 1: a claim whose
+// worker stopped while fal may or may not have accepted the submit. With a
+// webhook URL, fal settles it: the URL names the job, so if fal has the job
+// its signed webhook ends it (see serveWebhook). The trigger waits for that
+// up to consumer.ambiguous_wait; then the policy decides.
+func (p *Pool) ambiguous(ctx context.Context, d *delivery, t *publisher.Trigger, j *job, rev uint64) verdict {
+	policy := p.cfg.Consumer.AmbiguousSubmitPolicy
+	if policy == config.AmbiguousSubmitResubmit {
+		p.log.Warn("ambiguous submit: resubmitting", "trigger_id", j.ID, "model_id", j.ModelID, "policy", policy)
+		p.metrics.submit(j.ModelID, "ambiguous")
+		j.Attempts++
+		p.lease(j, p.now())
+		var err error
+		if rev, err = p.store.put(ctx, j, rev); err != nil {
+			return nakAfter(natsDelays.after(int(d.delivered), 0))
+		}
+		return p.submit(ctx, d, t, j, rev)
+	}
+	if j.Mode == publisher.ModeQueue && p.webhookBase != "" {
+		waitUntil := j.LeaseUntil.Add(p.cfg.Consumer.AmbiguousWait)
+		if now := p.now(); now.Before(waitUntil) {
+			p.log.Info("ambiguous submit: waiting for fal's webhook", "trigger_id", j.ID, "until", waitUntil)
+			return nakAfter(min(waitUntil.Sub(now), p.cfg.Consumer.AckWait))
+		}
+	}
+	p.metrics.submit(j.ModelID, "ambiguous")
+	p.log.Warn("ambiguous submit: trigger redelivered while claimed", "trigger_id", j.ID,
+		"model_id", j.ModelID, "policy", policy)
+	f := failure{Code: publisher.CodeAmbiguousSubmit, Message: fmt.Sprintf(
+		"falbridge stopped while submitting %q to fal; fal may or may not have accepted it, so it is not submitted again (consumer.ambiguous_submit_policy=fail)", j.ModelID)}
+	return p.finishIntake(ctx, d, j, rev, nil, &f)
+}
+
+// submit sends the claimed job to fal in its mode.
+func (p *Pool) submit(ctx context.Context, d *delivery, t *publisher.Trigger, j *job, rev uint64) verdict {
 	if !p.now().Before(j.Deadline) {
 		f := failure{Code: publisher.CodeTimeout, Message: fmt.Sprintf(
 			"trigger waited %s in the stream, past its timeout; not submitted", p.now().Sub(j.ReceivedAt).Round(time.Millisecond))}
-		p.finishAndSettle(ctx, d, j, rev, nil, &f)
-		return
+		return p.finishIntake(ctx, d, j, rev, nil, &f)
 	}
 	switch j.Mode {
 	case publisher.ModeSync, publisher.ModeStream:
-		p.runDirect(ctx, d, t, j, rev)
+		return p.runDirect(ctx, d, t, j, rev)
 	default:
-		p.submitQueue(ctx, d, t, j, rev)
+		return p.submitQueue(ctx, d, t, j, rev)
 	}
 }
 
-// submitBudget bounds one submission so that it ends well inside AckWait:
-// a trigger must never be redelivered while its first worker is still at it.
-func (p *Pool) submitBudget() time.Duration {
-	return p.cfg.Consumer.AckWait * 3 / 4
-}
-
-func (p *Pool) submitQueue(ctx context.Context, d *delivery, t *publisher.Trigger, j *job, rev uint64) {
+func (p *Pool) submitQueue(ctx context.Context, d *delivery, t *publisher.Trigger, j *job, rev uint64) verdict {
 	opts := falclient.SubmitOptions{Priority: falclient.Priority(t.Priority)}
 	if p.webhookBase != "" {
 		opts.WebhookURL = p.webhookURL(j.ID)
 		j.Webhook = true
 	}
 	// A submission in hand is finished even when the pool is stopping:
-	// cutting it off would turn it into an ambiguous submit.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.submitBudget())
+	// cutting it off would turn it into an ambiguous submit. callBudget
+	// keeps it inside the shutdown grace period.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.callBudget())
 	resp, err := p.fal.Submit(sctx, j.ModelID, t.Input, opts)
 	cancel()
 	if err != nil {
-		p.submitFailed(ctx, d, j, rev, err)
-		return
+		return p.submitFailed(ctx, d, j, rev, err)
 	}
 	if h := p.hooks.afterSubmit; h != nil {
 		h(j.ID)
 	}
 	p.metrics.submit(j.ModelID, "accepted")
-	j.State = stateSubmitted
-	j.RequestID = resp.RequestID
-	j.GatewayRequestID = resp.GatewayRequestID
-	j.SubmittedAt = p.now().UTC()
-	_, err = p.updateRetrying(ctx, j, rev)
-	if errors.Is(err, errRevisionMismatch) {
-		// Only a cancel moves a claimed job; it is done now. Take the
-		// request back from fal so that it does not run for nothing.
-		p.log.Info("job canceled during submit; canceling at fal", "trigger_id", j.ID, "request_id", resp.RequestID)
-		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		if err := p.fal.Cancel(cctx, j.ModelID, resp.RequestID); err != nil {
-			p.log.Warn("cancel at fal failed", "trigger_id", j.ID, "request_id", resp.RequestID, "err", err)
+	wctx, wcancel := p.finishContext()
+	defer wcancel()
+	next := *j
+	next.State = stateSubmitted
+	next.RequestID = resp.RequestID
+	next.GatewayRequestID = resp.GatewayRequestID
+	next.SubmittedAt = p.now().UTC()
+	next.Owner, next.LeaseUntil, next.RetryReason = "", time.Time{}, ""
+	_, err = p.store.put(wctx, &next, rev)
+	var conflict *conflictError
+	if errors.As(err, &conflict) {
+		cur := conflict.cur
+		if cur.State == stateDone && cur.RequestID == resp.RequestID {
+			// fal's webhook for this very submit ended the job first.
+			return ack()
 		}
-		ccancel()
-		_ = d.msg.Ack()
-		return
+		if cur.State == stateDone {
+			// A cancel ended the job while we were submitting. Take the
+			// request back from fal so that it does not run for nothing.
+			p.log.Info("job ended during submit; canceling at fal", "trigger_id", j.ID, "request_id", resp.RequestID, "outcome", cur.Outcome)
+			cctx, ccancel := context.WithTimeout(wctx, p.callBudget())
+			if err := p.fal.Cancel(cctx, j.ModelID, resp.RequestID); err != nil {
+				p.log.Warn("cancel at fal failed", "trigger_id", j.ID, "request_id", resp.RequestID, "err", err)
+			}
+			ccancel()
+			return ack()
+		}
+		err = conflict
 	}
 	if err != nil {
 		// fal has the job but we could not record it: the redelivery will
-		// find it claimed, the ambiguous window. Log what we know.
+		// find it claimed, the ambiguous window, and fal's webhook settles it.
 		p.log.Error("submitted but could not store the job", "trigger_id", j.ID, "request_id", resp.RequestID, "model_id", j.ModelID, "err", err)
-		_ = d.msg.NakWithDelay(p.natsRetryDelay(d.delivered))
-		return
+		return nakAfter(natsDelays.after(int(d.delivered), 0))
 	}
-	if err := p.schedulePoll(ctx, j); err != nil {
-		p.log.Warn("schedule poll failed; will retry", "trigger_id", j.ID, "err", err)
-		_ = d.msg.NakWithDelay(p.natsRetryDelay(d.delivered))
-		return
+	*j = next
+	if err := p.arm(wctx, j.ID, p.firstCheck(j)); err != nil {
+		p.log.Warn("arm timer failed; will retry", "trigger_id", j.ID, "err", err)
+		return nakAfter(natsDelays.after(int(d.delivered), 0))
 	}
 	pos := resp.QueuePosition
 	p.emit.publishStatus(&publisher.Status{ID: j.ID, RequestID: resp.RequestID, State: string(falclient.StateInQueue), QueuePosition: &pos, At: p.now().UTC()})
@@ -264,11 +290,11 @@ func (p *Pool) submitQueue(ctx context.Context, d *delivery, t *publisher.Trigge
 	if h := p.hooks.beforeAck; h != nil {
 		h(j.ID)
 	}
-	_ = d.msg.Ack()
+	return ack()
 }
 
 // runDirect runs a sync or stream job on this worker and publishes its result.
-func (p *Pool) runDirect(ctx context.Context, d *delivery, t *publisher.Trigger, j *job, rev uint64) {
+func (p *Pool) runDirect(ctx context.Context, d *delivery, t *publisher.Trigger, j *job, rev uint64) verdict {
 	rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), j.Deadline)
 	rctx, cancelRun := context.WithCancelCause(rctx)
 	defer cancel()
@@ -281,7 +307,7 @@ func (p *Pool) runDirect(ctx context.Context, d *delivery, t *publisher.Trigger,
 	)
 	if j.Mode == publisher.ModeStream {
 		out, err = p.fal.Stream(rctx, j.ModelID, t.Input, falclient.RunOptions{}, func(ev json.RawMessage) error {
-			p.emit.publishStatus(&publisher.Status{ID: j.ID, State: "PARTIAL", Partial: ev, At: p.now().UTC()})
+			p.emit.publishStatus(&publisher.Status{ID: j.ID, State: publisher.StatePartial, Partial: ev, At: p.now().UTC()})
 			return nil
 		})
 	} else {
@@ -292,21 +318,18 @@ func (p *Pool) runDirect(ctx context.Context, d *delivery, t *publisher.Trigger,
 	if err != nil {
 		if errors.Is(context.Cause(rctx), errCanceledByUser) {
 			// The cancel handler has already ended the job.
-			_ = d.msg.Ack()
-			return
+			return ack()
 		}
 		if rctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) && !p.now().Before(j.Deadline) {
 			f := failure{Code: publisher.CodeTimeout, Message: fmt.Sprintf("no result within the job's timeout (%s)", j.Deadline.Sub(j.ReceivedAt))}
-			p.finishAndSettle(ctx, d, j, rev, nil, &f)
-			return
+			return p.finishIntake(ctx, d, j, rev, nil, &f)
 		}
-		p.submitFailed(ctx, d, j, rev, err)
-		return
+		return p.submitFailed(ctx, d, j, rev, err)
 	}
 	p.metrics.submit(j.ModelID, "accepted")
 	j.SubmittedAt = j.ReceivedAt
 	res := p.newResult(j, out)
-	p.finishAndSettle(ctx, d, j, rev, res, nil)
+	return p.finishIntake(ctx, d, j, rev, res, nil)
 }
 
 // heartbeat tells the server a long sync run is still being worked on, so the
@@ -331,64 +354,85 @@ func (p *Pool) heartbeat(msg jetstream.Msg) func() {
 	return func() { close(done); <-stopped }
 }
 
-// submitFailed settles a trigger whose submit (or sync run) failed.
-func (p *Pool) submitFailed(ctx context.Context, d *delivery, j *job, rev uint64, err error) {
+// submitFailed decides about a trigger whose submit (or sync run) failed. A
+// refusal is recorded (state retry, with its reason) before the trigger
+// waits out its back-off, so that a crash during the wait is never taken for
+// an ambiguous submit.
+func (p *Pool) submitFailed(ctx context.Context, d *delivery, j *job, rev uint64, err error) verdict {
 	f := classify(err, j.ModelID)
 	switch {
 	case f.Code == publisher.CodeAmbiguousSubmit:
 		p.metrics.submit(j.ModelID, "ambiguous")
 		p.log.Warn("ambiguous submit", "trigger_id", j.ID, "model_id", j.ModelID, "err", err,
 			"policy", p.cfg.Consumer.AmbiguousSubmitPolicy)
-		if p.cfg.Consumer.AmbiguousSubmitPolicy == "resubmit" && j.Attempts < p.cfg.Consumer.MaxDeliver {
+		if p.cfg.Consumer.AmbiguousSubmitPolicy == config.AmbiguousSubmitResubmit && j.Attempts < p.cfg.Consumer.MaxDeliver {
 			// Leave the claim in place: the redelivery resubmits.
-			_ = d.msg.NakWithDelay(p.retryDelay(j.Attempts, 0))
-			return
+			return nakAfter(p.submitDelays().after(j.Attempts, 0))
 		}
-		p.finishAndSettle(ctx, d, j, rev, nil, &f)
+		if j.Mode == publisher.ModeQueue && p.webhookBase != "" && p.cfg.Consumer.AmbiguousWait > 0 {
+			// Leave the claim in place; its lease ends now. The
+			// redelivery waits for fal's webhook (see ambiguous).
+			next := *j
+			next.LeaseUntil = p.now().UTC()
+			if _, perr := p.store.put(ctx, &next, rev); perr != nil {
+				return nakAfter(natsDelays.after(int(d.delivered), 0))
+			}
+			return nakAfter(min(p.cfg.Consumer.AmbiguousWait, p.cfg.Consumer.AckWait))
+		}
+		return p.finishIntake(ctx, d, j, rev, nil, &f)
 	case f.Retryable && j.Attempts < p.cfg.Consumer.MaxDeliver:
 		p.metrics.submit(j.ModelID, "retry")
-		j.State = stateRetry
-		_, uerr := p.store.update(ctx, j, rev)
-		if errors.Is(uerr, errRevisionMismatch) {
-			_ = d.msg.Ack() // canceled meanwhile
-			return
+		next := *j
+		next.State = stateRetry
+		next.RetryReason = f.Message
+		next.Owner, next.LeaseUntil = "", time.Time{}
+		_, uerr := p.store.put(ctx, &next, rev)
+		var conflict *conflictError
+		if errors.As(uerr, &conflict) && conflict.cur.State == stateDone {
+			return ack() // canceled meanwhile
 		}
-		delay := p.retryDelay(j.Attempts, f.RetryAfter)
+		if uerr != nil {
+			return nakAfter(natsDelays.after(int(d.delivered), 0))
+		}
+		delay := p.submitDelays().after(j.Attempts, f.RetryAfter)
 		p.log.Info("fal refused for now; will retry", "trigger_id", j.ID, "model_id", j.ModelID, "attempt", j.Attempts,
 			"code", f.Code, "delay", delay, "err", err)
-		_ = d.msg.NakWithDelay(delay)
+		return nakAfter(delay)
 	default:
 		p.metrics.submit(j.ModelID, "refused")
 		if f.Retryable {
 			f.Message = fmt.Sprintf("%s (gave up after %d attempts)", f.Message, j.Attempts)
 		}
-		p.finishAndSettle(ctx, d, j, rev, nil, &f)
+		return p.finishIntake(ctx, d, j, rev, nil, &f)
 	}
 }
 
-// finishAndSettle ends the job with its terminal event and settles the
+// submitDelays is the back-off between submit attempts.
+func (p *Pool) submitDelays() delays {
+	return delays{min: p.cfg.Polling.MinInterval, max: p.cfg.Polling.MaxInterval}
+}
+
+// finishIntake ends the job with its terminal event and decides about the
 // trigger message: Ack after a result, Term (with the reason) after an error.
-func (p *Pool) finishAndSettle(ctx context.Context, d *delivery, j *job, rev uint64, res *publisher.Result, f *failure) {
+func (p *Pool) finishIntake(ctx context.Context, d *delivery, j *job, rev uint64, res *publisher.Result, f *failure) verdict {
 	via := viaIntake
 	if res != nil {
 		via = string(j.Mode) // sync or stream
 	}
 	if _, err := p.finish(ctx, j, rev, res, f, via); err != nil {
 		p.log.Warn("finish failed; will retry", "trigger_id", j.ID, "err", err)
-		_ = d.msg.NakWithDelay(p.natsRetryDelay(d.delivered))
-		return
+		return nakAfter(natsDelays.after(int(d.delivered), 0))
 	}
 	if f != nil {
-		_ = d.msg.TermWithReason(string(f.Code))
-		return
+		return term(string(f.Code))
 	}
-	_ = d.msg.Ack()
+	return ack()
 }
 
 // reject ends a trigger that never became a job (it failed validation): one
 // error event carrying the original body, then Term. No job record is made;
 // the terminal-event guard in publishTerminal keeps the event unique.
-func (p *Pool) reject(ctx context.Context, d *delivery, id string, t *publisher.Trigger, code publisher.Code, message string) {
+func (p *Pool) reject(ctx context.Context, d *delivery, id string, t *publisher.Trigger, code publisher.Code, message string) verdict {
 	ev := &publisher.Error{
 		ID:       id,
 		Code:     code,
@@ -403,11 +447,12 @@ func (p *Pool) reject(ctx context.Context, d *delivery, id string, t *publisher.
 		ev.Metadata = t.Metadata
 		copyTo = t.ResultSubject
 	}
-	published, err := p.emit.publishError(ctx, ev, copyTo)
+	wctx, cancel := p.finishContext()
+	defer cancel()
+	published, err := p.emit.publishError(wctx, ev, copyTo)
 	if err != nil {
 		p.log.Warn("publish error event failed; will retry", "trigger_id", id, "err", err)
-		_ = d.msg.NakWithDelay(p.natsRetryDelay(d.delivered))
-		return
+		return nakAfter(natsDelays.after(int(d.delivered), 0))
 	}
 	if published {
 		p.metrics.rejected(code)
@@ -418,7 +463,7 @@ func (p *Pool) reject(ctx context.Context, d *delivery, id string, t *publisher.
 		p.metrics.finished(&job{ID: id, ModelID: model, ReceivedAt: d.receivedAt}, code, viaIntake, p.now())
 	}
 	p.log.Info("trigger rejected", "trigger_id", id, "code", code, "reason", message)
-	_ = d.msg.TermWithReason(string(code))
+	return term(string(code))
 }
 
 // bestEffortID pulls a valid "id" out of a body that failed validation, so
@@ -439,19 +484,4 @@ func (p *Pool) webhookURL(id string) string {
 		sep = "&"
 	}
 	return p.webhookBase + sep + "job=" + url.QueryEscape(id)
-}
-
-// retryDelay is the wait before the next submit attempt: exponential with
-// jitter from polling.min_interval up to polling.max_interval, never less than
-// fal's Retry-After.
-func (p *Pool) retryDelay(attempt int, retryAfter time.Duration) time.Duration {
-	base := float64(p.cfg.Polling.MinInterval) * math.Pow(2, float64(max(attempt-1, 0)))
-	d := time.Duration(math.Min(base, float64(p.cfg.Polling.MaxInterval)))
-	d = time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-	return max(d, retryAfter)
-}
-
-// natsRetryDelay is the wait before retrying after a NATS error.
-func (p *Pool) natsRetryDelay(delivered uint64) time.Duration {
-	return min(time.Duration(delivered)*500*time.Millisecond, 10*time.Second)
 }

@@ -1,13 +1,11 @@
 package consumer
 
 import (
-	"context"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/falbridge/falbridge/falclient"
@@ -117,28 +115,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.falRetries.WithLabelValues(op)
 	}
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "falbridge_jobs_pending",
-		Help: "Jobs submitted to fal and not yet done: the timer messages on the pending stream."}, m.pendingGaugeState.value))
+		Help: "Jobs submitted to fal and not yet done, as the last sweep of the job records counted them (the same on every replica: aggregate with max)."}, m.pendingGaugeState.value))
 	return m
 }
 
-// pendingGauge reads the pending stream's message count at scrape time.
+// pendingGauge reads the count of pending jobs of the pool's last sweep.
 type pendingGauge struct {
-	stream atomic.Pointer[jetstream.Stream]
+	count atomic.Pointer[atomic.Int64]
 }
 
 func (g *pendingGauge) value() float64 {
-	sp := g.stream.Load()
-	if sp == nil {
-		return 0
+	if c := g.count.Load(); c != nil {
+		return float64(c.Load())
 	}
-	st := *sp
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	info, err := st.Info(ctx)
-	if err != nil {
-		return 0
-	}
-	return float64(info.State.Msgs)
+	return 0
 }
 
 // ObserveFal records one HTTP attempt to fal; pass it to

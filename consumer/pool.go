@@ -47,9 +47,6 @@ type Option func(*Pool)
 // WithLogger sets the logger; nil (the default) discards logs.
 func WithLogger(l *slog.Logger) Option { return func(p *Pool) { p.log = l } }
 
-// WithClock replaces time.Now, for tests of deadlines and backoff.
-func WithClock(now func() time.Time) Option { return func(p *Pool) { p.now = now } }
-
 // WithMetrics records the pool's metrics in m (see NewMetrics).
 func WithMetrics(m *Metrics) Option { return func(p *Pool) { p.metrics = m } }
 
@@ -69,23 +66,31 @@ type Pool struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	subjects      publisher.Subjects
-	pendingPrefix string
-	webhookBase   string
-	store         *jobStore
-	emit          *emitter
-	pending       jetstream.Stream
+	subjects    publisher.Subjects
+	timers      timerSubjects
+	webhookBase string
+	store       *jobStore
+	emit        *emitter
+	pending     jetstream.Stream
+	// owner names this pool instance in the leases it takes.
+	owner string
+	// lastWebhook is when a correctly signed webhook last arrived (unix ns).
+	lastWebhook atomic.Int64
+	// stopBy is the deadline of a Stop in progress (unix ns; 0 when none):
+	// fal calls started after it are bounded by what is left of it.
+	stopBy atomic.Int64
+	// pendingJobs is the count of submitted jobs of the last sweep.
+	pendingJobs atomic.Int64
+	// cancels bounds the cancel requests served at once.
+	cancels chan struct{}
 
 	limiter *modelLimiter
 	// slotWait and slotRetry are modelSlotWait and modelSlotRetry (tests
 	// shorten them).
 	slotWait, slotRetry time.Duration
 	metrics             *Metrics
-	// timers takes the ids of jobs ended by webhook or cancel, whose poll
-	// timer can go early (see purgeTimers).
-	timers  chan string
-	hooks   testHooks
-	running sync.Map // trigger id → context.CancelCauseFunc of a local sync/stream run
+	hooks               testHooks
+	running             sync.Map // trigger id → context.CancelCauseFunc of a local sync/stream run
 
 	mu       sync.Mutex
 	started  bool
@@ -102,6 +107,8 @@ type Pool struct {
 	endWork  context.CancelFunc
 	quitCtx  context.Context // done with quit, for calls that must end with it
 	workers  sync.WaitGroup
+	// cancelsInHand counts cancel requests being served.
+	cancelsInHand sync.WaitGroup
 }
 
 // New returns a Pool that uses nc for NATS and fal for fal's API. cfg must be
@@ -147,7 +154,9 @@ func New(nc *nats.Conn, fal Fal, cfg config.Config, opts ...Option) (*Pool, erro
 		CancelPrefix:  cfg.Subjects.Cancel,
 		ResultsStream: cfg.Streams.Results,
 	}
-	p.pendingPrefix = pendingSubjectPrefix(cfg)
+	p.timers = newTimerSubjects(cfg)
+	p.owner = newWriteToken()
+	p.cancels = make(chan struct{}, cancelConcurrency)
 	p.webhookBase = cfg.Webhook.URL()
 	p.emit = &emitter{js: js, nc: nc, subjects: p.subjects, pattern: terminalPattern(p.subjects), log: p.log}
 	p.limiter = newModelLimiter(cfg.Limits.MaxInFlightPerModel, cfg.Limits.ModelLimits)
@@ -175,7 +184,7 @@ func (p *Pool) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer: job bucket %q: %w", p.cfg.Streams.JobsBucket, err)
 	}
-	p.store = &jobStore{kv: kv}
+	p.store = newJobStore(p.js, kv, p.cfg.Streams.JobsBucket)
 	if p.pending, err = p.js.Stream(ctx, p.cfg.Streams.Pending); err != nil {
 		return fmt.Errorf("consumer: pending stream %q: %w", p.cfg.Streams.Pending, err)
 	}
@@ -189,7 +198,7 @@ func (p *Pool) Start(ctx context.Context) error {
 	}
 
 	if p.metrics != nil {
-		p.metrics.pendingGaugeState.stream.Store(&p.pending)
+		p.metrics.pendingGaugeState.count.Store(&p.pendingJobs)
 	}
 
 	p.runCtx, p.runStop = context.WithCancelCause(context.Background())
@@ -197,13 +206,12 @@ func (p *Pool) Start(ctx context.Context) error {
 	p.polls = make(chan jetstream.Msg)
 	p.quitCtx, p.endWork = context.WithCancel(context.Background())
 	p.quit = p.quitCtx.Done()
-	p.timers = make(chan string, timerQueue)
 	p.workers.Add(1)
-	go p.purgeTimers()
+	go p.sweepLoop()
 	for range p.cfg.Limits.Workers {
 		p.workers.Add(2)
 		go p.loop(p.work, p.handleTrigger)
-		go p.loop(p.polls, p.handlePending)
+		go p.loop(p.polls, p.handleTimer)
 	}
 	batch := p.cfg.Consumer.FetchBatch
 	errHandler := jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -252,35 +260,23 @@ func (p *Pool) dispatch(ch chan<- jetstream.Msg) jetstream.MessageHandler {
 		select {
 		case ch <- m:
 		case <-p.quit:
-			// Stopping: leave it to redelivery.
-			_ = m.Nak()
+			// Stopping: hand it back for another replica.
+			p.settle(m, nakAfter(0))
 		}
 	}
 }
 
 // loop is one worker; it ends when p.quit is closed.
-func (p *Pool) loop(ch <-chan jetstream.Msg, handle func(context.Context, jetstream.Msg)) {
+func (p *Pool) loop(ch <-chan jetstream.Msg, h handler) {
 	defer p.workers.Done()
 	for {
 		select {
 		case m := <-ch:
-			p.safely(m, handle)
+			p.safely(p.runCtx, m, h)
 		case <-p.quit:
 			return
 		}
 	}
-}
-
-// safely runs handle with a panic guard: a panic is logged and the message
-// redelivered later, never a crash of the pool.
-func (p *Pool) safely(m jetstream.Msg, handle func(context.Context, jetstream.Msg)) {
-	defer func() {
-		if r := recover(); r != nil {
-			p.log.Error("panic handling message", "subject", m.Subject(), "panic", r)
-			_ = m.NakWithDelay(5 * time.Second)
-		}
-	}()
-	handle(p.runCtx, m)
 }
 
 // Stop stops pulling, lets the work in hand finish (submissions are never cut
@@ -300,6 +296,9 @@ func (p *Pool) Stop(ctx context.Context) error {
 	var err error
 	p.stopOnce.Do(func() {
 		defer close(p.stopped)
+		if dl, ok := ctx.Deadline(); ok {
+			p.stopBy.Store(dl.UnixNano())
+		}
 		if p.cancelSb != nil {
 			_ = p.cancelSb.Unsubscribe()
 		}
@@ -325,6 +324,7 @@ func (p *Pool) Stop(ctx context.Context) error {
 		done := make(chan struct{})
 		go func() {
 			p.workers.Wait()
+			p.cancelsInHand.Wait()
 			close(done)
 		}()
 		select {
@@ -356,37 +356,17 @@ func (p *Pool) Stopped() <-chan struct{} { return p.stopped }
 // Draining reports whether Stop has been called; readiness probes use it.
 func (p *Pool) Draining() bool { return p.stopping.Load() }
 
-// timerQueue bounds the ids waiting for their timer to be purged; past it,
-// a timer simply fires at its due time and finds its job done.
-const timerQueue = 4096
-
-// dropTimer asks for the poll timer of a job that has ended to be removed
-// now rather than when it falls due. Best effort, never blocks.
-func (p *Pool) dropTimer(id string) {
-	select {
-	case p.timers <- id:
-	default:
+// callBudget bounds one fal call made by a worker: well inside AckWait (a
+// message must never be redelivered while its first worker is at it), and
+// inside the shutdown grace period, less the time the write after the call
+// needs, so that SIGTERM never outlasts the grace period. Once Stop has
+// begun, a new call gets only what is left of its deadline.
+func (p *Pool) callBudget() time.Duration {
+	b := min(p.cfg.Consumer.AckWait*3/4, p.cfg.Shutdown.GracePeriod-config.FinishReserve)
+	if by := p.stopBy.Load(); by != 0 {
+		b = min(b, max(time.Until(time.Unix(0, by))-config.FinishReserve, 0))
 	}
-}
-
-// purgeTimers removes ended jobs' timers from the pending stream, so that
-// the stream (and the server's pending set) holds only jobs still at fal.
-// One goroutine for the pool, not one per job.
-func (p *Pool) purgeTimers() {
-	defer p.workers.Done()
-	for {
-		select {
-		case id := <-p.timers:
-			ctx, cancel := context.WithTimeout(p.quitCtx, 5*time.Second)
-			err := p.pending.Purge(ctx, jetstream.WithPurgeSubject(p.pendingPrefix+"."+id))
-			cancel()
-			if err != nil {
-				p.log.Debug("purge timer failed; it will fire and find the job done", "trigger_id", id, "err", err)
-			}
-		case <-p.quit:
-			return
-		}
-	}
+	return max(b, 0)
 }
 
 // testHooks let tests stop a worker at the exact points of a crash. They
@@ -394,51 +374,4 @@ func (p *Pool) purgeTimers() {
 type testHooks struct {
 	afterSubmit func(id string) // fal accepted; the job is not stored yet
 	beforeAck   func(id string) // the job is stored and its timer set
-}
-
-// modelLimiter bounds how many triggers of one model are being submitted or
-// run at once on this replica.
-type modelLimiter struct {
-	def  int
-	per  map[string]int
-	mu   sync.Mutex
-	sems map[string]chan struct{}
-}
-
-func newModelLimiter(def int, per map[string]int) *modelLimiter {
-	return &modelLimiter{def: def, per: per, sems: map[string]chan struct{}{}}
-}
-
-// acquire takes a slot for model, waiting up to wait. The returned release
-// func is nil when no slot was free in time.
-func (l *modelLimiter) acquire(ctx context.Context, model string, wait time.Duration) func() {
-	n := l.def
-	if v, ok := l.per[model]; ok {
-		n = v
-	}
-	if n <= 0 {
-		return func() {}
-	}
-	l.mu.Lock()
-	sem, ok := l.sems[model]
-	if !ok {
-		sem = make(chan struct{}, n)
-		l.sems[model] = sem
-	}
-	l.mu.Unlock()
-	release := func() { <-sem }
-	select {
-	case sem <- struct{}{}:
-		return release
-	default:
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case sem <- struct{}{}:
-		return release
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	return nil
 }

@@ -3,18 +3,12 @@ package consumer
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/falbridge/falbridge/config"
 )
-
-// pollerMaxAckPending bounds the pending jobs one poller consumer tracks. A
-// job waiting for its next poll is an unacknowledged message delayed with
-// NakWithDelay, so this is the ceiling on jobs pending at fal at once.
-const pollerMaxAckPending = 1_000_000
 
 // statusPerSubject keeps the newest progress events of each job only.
 const statusPerSubject = 100
@@ -53,13 +47,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg config.Config) e
 			MaxMsgsPerSubject: statusPerSubject,
 			Duplicates:        minDuration(s.DuplicateWindow, s.StatusMaxAge),
 		},
-		{
-			Name:        s.Pending,
-			Description: "falbridge timers of jobs pending at fal (one message per job)",
-			Subjects:    []string{pendingSubjectPrefix(cfg) + ".>"},
-			Retention:   jetstream.WorkQueuePolicy,
-			Duplicates:  s.DuplicateWindow,
-		},
+		pendingStreamConfig(cfg),
 	}
 	for _, sc := range streams {
 		sc.Storage = storage
@@ -82,10 +70,6 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg config.Config) e
 	return nil
 }
 
-func pendingSubjectPrefix(cfg config.Config) string {
-	return "falbridge." + strings.ToLower(cfg.Streams.Pending)
-}
-
 func triggerConsumerConfig(cfg config.Config) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:     cfg.Consumer.Durable,
@@ -99,17 +83,6 @@ func triggerConsumerConfig(cfg config.Config) jetstream.ConsumerConfig {
 		// The global in-flight limit: the server hands out no more unacked
 		// triggers than this, across all replicas.
 		MaxAckPending: cfg.Limits.MaxInFlight,
-	}
-}
-
-func pollerConsumerConfig(cfg config.Config) jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:       cfg.Consumer.Durable + "-poller",
-		Description:   "falbridge poller of jobs pending at fal",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.Consumer.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: pollerMaxAckPending,
 	}
 }
 

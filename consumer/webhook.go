@@ -74,9 +74,15 @@ func (p *Pool) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		p.reply(w, http.StatusBadRequest, "bad_payload", err.Error())
 		return
 	}
-	if signedID != "" && signedID != wh.RequestID {
+	// fal does not document which id it signs after its own retries of a
+	// run: the queue request id or the last attempt's gateway id. Either,
+	// when it is the body's, is a correctly signed delivery.
+	if signedID != "" && signedID != wh.RequestID && (wh.GatewayRequestID == "" || signedID != wh.GatewayRequestID) {
 		p.reply(w, http.StatusUnauthorized, "bad_signature", "the signature is for another request id")
 		return
+	}
+	if p.cfg.Webhook.Verify {
+		p.lastWebhook.Store(time.Now().UnixNano())
 	}
 	if !wh.Terminal() {
 		// Not a completion (fal documents only OK and ERROR): nothing to do.
@@ -101,9 +107,25 @@ func (p *Pool) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case j.State == stateClaimed && j.RequestID == "":
-		// The webhook beat our own record of the submit: ask fal to retry.
+	case j.State == stateClaimed && j.RequestID == "" && !p.cfg.Webhook.Verify:
+		// Unverified deliveries never settle an ambiguous claim.
 		p.reply(w, http.StatusServiceUnavailable, "retry", "job not recorded yet")
+		return
+	case j.State == stateClaimed && j.RequestID == "" && j.Mode == publisher.ModeQueue:
+		// fal accepted a submit whose answer we have not recorded: the
+		// worker is still storing it, or it stopped in the ambiguous
+		// window. The signed webhook names the job, so fal itself settles
+		// the question: adopt its request id and end the job with its
+		// outcome, never submitting it again.
+		j.RequestID = wh.RequestID
+		j.GatewayRequestID = wh.GatewayRequestID
+		j.Webhook = true
+		if j.SubmittedAt.IsZero() {
+			j.SubmittedAt = j.ReceivedAt
+		}
+		p.log.Info("webhook settles a claimed job", "trigger_id", id, "request_id", wh.RequestID)
+	case j.State == stateDone && j.RequestID == "":
+		p.reply(w, http.StatusOK, "duplicate", "")
 		return
 	case j.RequestID != wh.RequestID:
 		p.log.Warn("webhook for another request of this job", "trigger_id", id, "request_id", wh.RequestID, "job_request_id", j.RequestID)

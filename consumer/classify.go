@@ -58,9 +58,15 @@ func classify(err error, model string) failure {
 		f.Code = publisher.CodeRateLimited
 		f.Message = "fal is rate limiting requests: " + apiMessage(apiErr, err)
 		f.Retryable = true
-	case errors.Is(err, falclient.ErrTimeout):
+	case errors.Is(err, falclient.ErrTimeout) && hasAPI:
+		// fal's own answer: a start timeout or a generation timeout.
 		f.Code = publisher.CodeTimeout
 		f.Message = "fal timed out: " + apiMessage(apiErr, err)
+	case errors.Is(err, falclient.ErrTimeout):
+		// Our call gave up without an answer: not the job's timeout.
+		f.Code = publisher.CodeUpstreamError
+		f.Message = "no answer from fal in time: " + err.Error()
+		f.Retryable = true
 	case errors.Is(err, falclient.ErrCanceled):
 		f.Code = publisher.CodeCanceled
 		f.Message = "the request was canceled at fal"

@@ -47,6 +47,7 @@ func TestClassify(t *testing.T) {
 		{name: "500", err: api(500, nil), code: publisher.CodeUpstreamError, retryable: true},
 		{name: "503", err: api(503, nil), code: publisher.CodeUpstreamError, retryable: true},
 		{name: "504 user timeout", err: api(504, func(e *falclient.APIError) { e.TimeoutType = "user" }), code: publisher.CodeTimeout},
+		{name: "client gave up without an answer", err: fmt.Errorf("status: %w", errors.Join(falclient.ErrTimeout, context.DeadlineExceeded)), code: publisher.CodeUpstreamError, retryable: true, mention: "no answer from fal"},
 		{name: "499", err: api(499, nil), code: publisher.CodeCanceled},
 		{name: "400", err: api(400, nil), code: publisher.CodeFalError},
 		{name: "ambiguous", err: fmt.Errorf("submit: %w", errors.Join(falclient.ErrAmbiguousSubmit, context.DeadlineExceeded)), code: publisher.CodeAmbiguousSubmit, mention: "second bill"},

@@ -1,6 +1,11 @@
 package consumer
 
-import "time"
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
 
 // Test-only access to the crash points of the intake pipeline.
 
@@ -10,3 +15,18 @@ func SetHookBeforeAck(p *Pool, h func(id string))   { p.hooks.beforeAck = h }
 // SetModelSlotTimes shortens the wait for a per-model slot and the Nak delay
 // after it, so that tests can make a trigger wait through many deliveries.
 func SetModelSlotTimes(p *Pool, wait, retry time.Duration) { p.slotWait, p.slotRetry = wait, retry }
+
+// WrapJetStream replaces the JetStream context the job store and the timers
+// use (not the emitter's), so that tests can inject NATS faults. Call it
+// before Start.
+func WrapJetStream(p *Pool, wrap func(jetstream.JetStream) jetstream.JetStream) { p.js = wrap(p.js) }
+
+// Sweep runs one sweep now and reports whether this pool swept and how many
+// timers it re-armed.
+func Sweep(ctx context.Context, p *Pool) (swept bool, pending, rearmed int, err error) {
+	rep, err := p.sweep(ctx)
+	return rep.swept, rep.pending, rep.rearmed, err
+}
+
+// JobsPending is the value of falbridge_jobs_pending for this pool.
+func JobsPending(p *Pool) int64 { return p.pendingJobs.Load() }

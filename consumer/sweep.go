@@ -106,6 +106,7 @@ func (p *Pool) sweep(ctx context.Context) (sweepReport, error) {
 		if timers[id] || st.at.After(young) {
 			continue
 		}
+		p.log.Debug("sweep: re-arming", "trigger_id", id, "written_at", st.at)
 		if err := p.arm(ctx, id, now); err != nil {
 			return rep, err
 		}
@@ -178,53 +179,56 @@ type recordState struct {
 // the bucket's last messages: no record body crosses the wire.
 func (p *Pool) jobStates(ctx context.Context) (map[string]recordState, error) {
 	stream := "KV_" + p.cfg.Streams.JobsBucket
-	oc, err := p.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{p.store.prefix + ">"},
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-		HeadersOnly:    true,
+	oc, err := p.js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Description:       "falbridge sweep (headers-only scan of job states)",
+		FilterSubject:     p.store.prefix + ">",
+		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		HeadersOnly:       true,
+		InactiveThreshold: time.Minute,
+		MemoryStorage:     true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sweep: scan %s: %w", stream, err)
 	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = p.js.DeleteConsumer(dctx, stream, oc.CachedInfo().Name)
+	}()
 	states := map[string]recordState{}
 	info, err := oc.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("sweep: scan %s: %w", stream, err)
 	}
-	if info.NumPending == 0 {
-		return states, nil
-	}
-	for {
-		batch, err := oc.Fetch(512, jetstream.FetchMaxWait(5*time.Second))
+	// The consumer was created just now: NumPending is the number of
+	// records, and each Fetch asks for no more than are left, so that it
+	// never waits out its max wait for messages that will not come.
+	left := info.NumPending
+	for left > 0 {
+		batch, err := oc.Fetch(int(min(left, 512)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			return nil, fmt.Errorf("sweep: scan %s: %w", stream, err)
 		}
 		n := 0
-		var last jetstream.Msg
 		for m := range batch.Messages() {
 			n++
-			last = m
-			id := strings.TrimPrefix(m.Subject(), p.store.prefix)
-			if strings.Contains(id, ".") {
-				continue // the sweep lease, not a job
-			}
+			left--
 			rs := recordState{state: jobState(m.Headers().Get(StateHeader))}
 			if md, err := m.Metadata(); err == nil {
 				rs.at = md.Timestamp
+				left = min(left, md.NumPending)
 			}
-			states[id] = rs
+			if id := strings.TrimPrefix(m.Subject(), p.store.prefix); !strings.Contains(id, ".") {
+				states[id] = rs // (a key with a dot is the sweep lease, not a job)
+			}
 		}
 		if err := batch.Error(); err != nil {
 			return nil, fmt.Errorf("sweep: scan %s: %w", stream, err)
 		}
-		if n == 0 {
-			return states, nil
-		}
-		if md, err := last.Metadata(); err == nil && md.NumPending == 0 {
-			return states, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+		if n == 0 || ctx.Err() != nil {
+			break
 		}
 	}
+	return states, ctx.Err()
 }

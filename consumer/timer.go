@@ -51,12 +51,11 @@ func newTimerSubjects(cfg config.Config) timerSubjects {
 	return timerSubjects{prefix: "falbridge." + strings.ToLower(cfg.Streams.Pending)}
 }
 
-func (s timerSubjects) all() string             { return s.prefix + ".>" }
-func (s timerSubjects) sched(id string) string  { return s.prefix + ".sched." + id }
-func (s timerSubjects) due(id string) string    { return s.prefix + ".due." + id }
-func (s timerSubjects) dueFilter() string       { return s.prefix + ".due.*" }
-func (s timerSubjects) legacyFilter() string    { return s.prefix + ".*" }
-func (s timerSubjects) legacy(id string) string { return s.prefix + "." + id }
+func (s timerSubjects) all() string            { return s.prefix + ".>" }
+func (s timerSubjects) sched(id string) string { return s.prefix + ".sched." + id }
+func (s timerSubjects) due(id string) string   { return s.prefix + ".due." + id }
+func (s timerSubjects) dueFilter() string      { return s.prefix + ".due.*" }
+func (s timerSubjects) legacyFilter() string   { return s.prefix + ".*" }
 
 // idOf returns the job id of a timer subject (due, sched or legacy).
 func (s timerSubjects) idOf(subject string) (string, bool) {
@@ -181,7 +180,7 @@ func (p *Pool) handleTimer(ctx context.Context, msg jetstream.Msg) verdict {
 	}
 	// With working webhooks the webhook will end the job: look again at the
 	// slow safety cadence instead of asking fal (one fal call per job).
-	if j.Webhook && p.webhooksHealthy(now) && md.NumDelivered == 1 {
+	if j.Webhook && p.webhooksHealthy(now) && now.Before(j.SubmittedAt.Add(p.cfg.Polling.SafetyInterval)) {
 		return nakAfter(p.safetyCheck(j, now))
 	}
 	pctx, cancel := context.WithTimeout(ctx, p.callBudget())
@@ -296,11 +295,12 @@ func (p *Pool) safetyCheck(j *job, now time.Time) time.Duration {
 }
 
 // webhooksHealthy reports whether a correctly signed webhook reached this
-// replica within the last webhook grace period: the sign that fal can reach
-// falbridge and that a job's own webhook is on its way.
+// replica within the last safety interval: the sign that fal can reach
+// falbridge and that a job's own webhook is on its way. If webhooks break,
+// a job is checked at most one safety interval later than it would have been.
 func (p *Pool) webhooksHealthy(now time.Time) bool {
 	last := p.lastWebhook.Load()
-	return last != 0 && now.Sub(time.Unix(0, last)) < p.cfg.Polling.WebhookGrace
+	return last != 0 && now.Sub(time.Unix(0, last)) < p.cfg.Polling.SafetyInterval
 }
 
 func statusEvent(j *job, st *falclient.Status, now time.Time) *publisher.Status {

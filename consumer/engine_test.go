@@ -1,0 +1,341 @@
+package consumer_test
+
+// Regression tests of the engine issue: each reproduces a loss or a wrong
+// outcome that was measured from outside, against embedded NATS and the
+// simulator.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/falbridge/falbridge/config"
+	"github.com/falbridge/falbridge/consumer"
+	"github.com/falbridge/falbridge/falclient"
+)
+
+// kvFault makes the job store's write of one state fail once with a NATS
+// timeout, either before the write reaches the server or after it applied
+// (the reply lost).
+type kvFault struct {
+	state     string
+	lostReply bool
+	left      atomic.Int32
+}
+
+// faultyJS injects kvFaults into the job store's writes and can swallow the
+// timers' publishes.
+type faultyJS struct {
+	jetstream.JetStream
+	faults     []*kvFault
+	dropTimers atomic.Int32 // timer publishes to acknowledge without sending
+}
+
+func (f *faultyJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if strings.HasPrefix(m.Subject, "$KV.") {
+		for _, ft := range f.faults {
+			if m.Header.Get(consumer.StateHeader) == ft.state && ft.left.Add(-1) >= 0 {
+				if ft.lostReply {
+					if _, err := f.JetStream.PublishMsg(ctx, m, opts...); err != nil {
+						return nil, err
+					}
+				}
+				return nil, nats.ErrTimeout
+			}
+		}
+	}
+	if strings.HasPrefix(m.Subject, "falbridge.") && f.dropTimers.Add(-1) >= 0 {
+		return &jetstream.PubAck{Stream: "FAL_PENDING"}, nil
+	}
+	return f.JetStream.PublishMsg(ctx, m, opts...)
+}
+
+func withFaults(p *consumer.Pool, f *faultyJS) {
+	consumer.WrapJetStream(p, func(js jetstream.JetStream) jetstream.JetStream {
+		f.JetStream = js
+		return f
+	})
+}
+
+func newKVFault(state string, lostReply bool) *kvFault {
+	f := &kvFault{state: state, lostReply: lostReply}
+	f.left.Store(1)
+	return f
+}
+
+// jobState reads the job record's state.
+func (b *testBundle) jobState(id string) string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := consumer.LookupJob(ctx, b.js, b.cfg.Streams.JobsBucket, id)
+	require.NoError(b.t, err)
+	return info.State
+}
+
+// Point 3: the write that marks a job done failed once with a NATS timeout.
+// The finish loop used to set the state in memory first and then believe
+// it, leaving the record "submitted" for ever.
+func TestDoneWriteFailsOnceRecordEndsDone(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []struct {
+		name      string
+		noWebhook bool
+	}{{"webhook", false}, {"polling", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, func(o *setupOpts) { o.noWebhook = mode.noWebhook })
+			p := b.newPool(nil)
+			withFaults(p, &faultyJS{faults: []*kvFault{newKVFault("done", false)}})
+			b.start(p)
+			b.publish("d", `{"id":"done-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
+			res, ev := b.terminal("done-1")
+			require.Nil(t, ev)
+			b.requireFalOutput(res)
+			waitFor(t, "record done", func() bool { return b.jobState("done-1") == "done" })
+			require.Equal(t, 1, b.terminalCount("done-1"))
+		})
+	}
+}
+
+// Point 4: the write that records fal's request id applied, but its reply
+// was lost. The retry's revision mismatch used to be read as "a cancel moved
+// the job": the healthy job was canceled at fal and never completed.
+func TestSubmittedWriteReplyLostIsRecognised(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []struct {
+		name      string
+		noWebhook bool
+	}{{"webhook", false}, {"polling", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, func(o *setupOpts) { o.noWebhook = mode.noWebhook })
+			p := b.newPool(nil)
+			withFaults(p, &faultyJS{faults: []*kvFault{newKVFault("submitted", true)}})
+			b.start(p)
+			b.publish("s", `{"id":"lost-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
+			res, ev := b.terminal("lost-1")
+			require.Nil(t, ev, "the job must complete, not be canceled")
+			b.requireFalOutput(res)
+			b.requireSettled()
+			st := b.stats()
+			require.Zero(t, st.Cancels)
+			require.EqualValues(t, 1, st.Submits)
+		})
+	}
+}
+
+// hangingFal makes the first n status and result calls hang until the
+// caller's deadline passes, then answer as the real client does with a
+// spent context.
+type hangingFal struct {
+	consumer.Fal
+	hangs atomic.Int32
+}
+
+func (h *hangingFal) Status(ctx context.Context, model, id string, logs bool) (*falclient.Status, error) {
+	if h.hangs.Add(-1) >= 0 {
+		<-ctx.Done()
+	}
+	return h.Fal.Status(ctx, model, id, logs)
+}
+
+func (h *hangingFal) Result(ctx context.Context, model, id string) (json.RawMessage, error) {
+	if h.hangs.Add(-1) >= 0 {
+		<-ctx.Done()
+	}
+	return h.Fal.Result(ctx, model, id)
+}
+
+// Point 2: a status or result call that hangs past its budget is no answer
+// from fal. It used to become the job's terminal `timeout` while fal had
+// completed (and billed) the run.
+func TestHungPollIsRetriedNotTimeout(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *setupOpts) {
+		o.noWebhook = true
+		o.cfg = func(c *config.Config) { c.Consumer.AckWait = time.Second } // a 750 ms call budget
+	})
+	hf := &hangingFal{Fal: b.fal}
+	hf.hangs.Store(3)
+	b.start(b.newPool(hf))
+	b.publish("h", `{"id":"hang-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
+	res, ev := b.terminal("hang-1")
+	require.Nil(t, ev, "a hung poll must not end the job")
+	b.requireFalOutput(res)
+	require.Equal(t, 1, b.terminalCount("hang-1"))
+}
+
+// hangingSubmitFal blocks submits until the caller's context ends.
+type hangingSubmitFal struct {
+	consumer.Fal
+	started chan struct{}
+	once    sync.Once
+}
+
+func (h *hangingSubmitFal) Submit(ctx context.Context, model string, input any, opts falclient.SubmitOptions) (*falclient.SubmitResponse, error) {
+	h.once.Do(func() { close(h.started) })
+	<-ctx.Done()
+	return h.Fal.Submit(ctx, model, input, opts)
+}
+
+// Point 7: SIGTERM while a fal call hangs. The call's budget (three
+// quarters of AckWait) used to outlive the shutdown grace period, so Stop
+// gave up with an error after the whole grace period. Now the call is bounded
+// by the grace period less the time to record its outcome, and nothing is
+// lost: the next replica submits the job.
+func TestStopWhileSubmitHangsEndsWithinGrace(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *setupOpts) {
+		o.cfg = func(c *config.Config) {
+			c.Consumer.AckWait = 20 * time.Second
+			c.Shutdown.GracePeriod = 5 * time.Second
+		}
+	})
+	hf := &hangingSubmitFal{Fal: b.fal, started: make(chan struct{})}
+	p := b.newPool(hf)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, p.Start(ctx))
+	b.publish("g", `{"id":"grace-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
+	<-hf.started
+
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), b.cfg.Shutdown.GracePeriod)
+	defer stopCancel()
+	began := time.Now()
+	require.NoError(t, p.Stop(stopCtx), "Stop must end within the grace period")
+	require.Less(t, time.Since(began), b.cfg.Shutdown.GracePeriod)
+
+	b.startPool()
+	res, ev := b.terminal("grace-1")
+	require.Nil(t, ev)
+	b.requireFalOutput(res)
+	require.EqualValues(t, 1, b.stats().Submits)
+}
+
+// slowCancelFal answers cancels after a delay.
+type slowCancelFal struct {
+	consumer.Fal
+	delay time.Duration
+}
+
+func (s *slowCancelFal) Cancel(ctx context.Context, model, id string) error {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.Fal.Cancel(ctx, model, id)
+}
+
+// Point 8: cancels were served one at a time on the subscription's callback,
+// so five cancels with fal answering in 1 s took 1, 2, 3, 4 and 5 s, and an
+// unknown id waited behind them.
+func TestCancelsAreServedConcurrently(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *setupOpts) { o.sim.Latency = time.Minute })
+	b.start(b.newPool(&slowCancelFal{Fal: b.fal, delay: time.Second}))
+	ids := []string{"cc-0", "cc-1", "cc-2", "cc-3"}
+	for _, id := range ids {
+		b.publish("c", fmt.Sprintf(`{"id":%q,"model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`, id))
+	}
+	waitFor(t, "all submitted", func() bool { return b.stats().Submits == int64(len(ids)) })
+	b.requireSettled()
+
+	var wg sync.WaitGroup
+	replies := make([]consumer.CancelReply, len(ids)+1)
+	began := time.Now()
+	for i, id := range append(ids, "cc-unknown") {
+		wg.Go(func() {
+			m, err := b.nc.Request(b.cfg.Subjects.Cancel+"."+id, nil, 10*time.Second)
+			require.NoError(t, err)
+			require.NoError(t, json.Unmarshal(m.Data, &replies[i]))
+		})
+	}
+	wg.Wait()
+	took := time.Since(began)
+	require.Less(t, took, 3*time.Second, "five 1 s cancels served one after another take 4 s or more")
+	for i := range ids {
+		require.Equal(t, "canceled", replies[i].Status, replies[i].Message)
+	}
+	require.Equal(t, "unknown", replies[len(ids)].Status)
+}
+
+// The sweep re-arms the timer of a submitted job that has none: here the
+// timer's publish was acknowledged but never stored, as a lost timer would
+// be, and polling is the only way the job can end.
+func TestSweepRearmsLostTimer(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *setupOpts) {
+		o.noWebhook = true
+		o.cfg = func(c *config.Config) { c.Consumer.AckWait = time.Second }
+	})
+	p := b.newPool(nil)
+	fj := &faultyJS{}
+	fj.dropTimers.Store(1)
+	withFaults(p, fj)
+	b.start(p)
+	b.publish("sw", `{"id":"sweep-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
+	waitFor(t, "submitted", func() bool { return b.stats().Submits == 1 })
+	b.requireSettled()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Too young to be called lost: its timer may still be on its way.
+	swept, pending, rearmed, err := consumer.Sweep(ctx, p)
+	require.NoError(t, err)
+	require.True(t, swept)
+	require.Equal(t, 1, pending)
+	require.Zero(t, rearmed)
+	require.EqualValues(t, 1, consumer.JobsPending(p))
+
+	// Past the young-job window (call budget + AckWait: under 2 s here).
+	time.Sleep(2 * time.Second)
+	_, _, rearmed, err = consumer.Sweep(ctx, p)
+	require.NoError(t, err)
+	require.Equal(t, 1, rearmed)
+	res, ev := b.terminal("sweep-1")
+	require.Nil(t, ev)
+	b.requireFalOutput(res)
+	waitFor(t, "record done", func() bool { return b.jobState("sweep-1") == "done" })
+	_, pending, rearmed, err = consumer.Sweep(ctx, p)
+	require.NoError(t, err)
+	require.Zero(t, pending)
+	require.Zero(t, rearmed)
+}
+
+// Point 9: a long job with working webhooks was polled from 1 s again once
+// past the grace period. Now the check at the grace period is skipped while
+// signed webhooks arrive, and later checks come at the safety cadence: the
+// job costs its submit and nothing else.
+func TestLongJobWithWorkingWebhooksIsNotPolled(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *setupOpts) {
+		o.cfg = func(c *config.Config) {
+			c.Polling.WebhookGrace = 300 * time.Millisecond
+			c.Polling.SafetyInterval = time.Minute
+		}
+	})
+	b.startPool()
+	// A quick job first: its webhook shows that fal reaches us.
+	b.publish("w", `{"id":"warm-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
+	_, ev := b.terminal("warm-1")
+	require.Nil(t, ev)
+	// A job running ten grace periods.
+	b.publish("l", `{"id":"long-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p","_sim":{"latency_ms":3000}}}`)
+	res, ev := b.terminal("long-1")
+	require.Nil(t, ev)
+	st := b.stats()
+	require.EqualValues(t, 2, st.Submits)
+	require.Zero(t, st.StatusCalls, "no poll while webhooks work")
+	require.Zero(t, st.ResultCalls)
+	b.requireFalOutput(res)
+}

@@ -33,53 +33,57 @@ func (b *testBundle) requireFalOutput(res *publisher.Result) {
 
 func TestHappyPathTriggerForms(t *testing.T) {
 	t.Parallel()
-	cases := []struct {
-		name    string
-		body    string
-		model   string
-		inInput map[string]any
-	}{
-		{
-			name:  "canonical",
-			body:  `{"id":"canon-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"a red fox","num_images":2},"metadata":{"user":"u1","n":[1,2]}}`,
-			model: "fal-ai/flux/schnell",
-		},
-		{
-			name:  "flat workflow form",
-			body:  `{"id":"flat-1","model_id":"fal-ai/flux/dev","prompt":"a blue fox","image_size":"square","num_images":1,"metadata":{"user":"u1","n":[1,2]}}`,
-			model: "fal-ai/flux/dev",
-		},
-		{
-			name:  "model/input_params/image_input form",
-			body:  `{"id":"tool-1","model":"fal-ai/florence-2-large/caption","input_params":{},"image_input":"https://example.com/cat.png","use_streaming":false,"metadata":{"user":"u1","n":[1,2]}}`,
-			model: "fal-ai/florence-2-large/caption",
-		},
-	}
-	b := setup(t)
-	b.startPool()
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			var probe struct {
-				ID string `json:"id"`
-			}
-			require.NoError(t, json.Unmarshal([]byte(tc.body), &probe))
-			b.publish("demo", tc.body)
-			res, ev := b.terminal(probe.ID)
-			require.Nil(t, ev, "unexpected error event: %+v", ev)
-			require.Equal(t, probe.ID, res.ID)
-			require.Equal(t, tc.model, res.ModelID)
-			require.JSONEq(t, `{"user":"u1","n":[1,2]}`, string(res.Metadata))
-			require.False(t, res.ReceivedAt.IsZero())
-			require.False(t, res.SubmittedAt.IsZero())
-			require.False(t, res.CompletedAt.Before(res.SubmittedAt))
-			require.Equal(t, 1, res.Attempts)
-			b.requireFalOutput(res)
-			require.Equal(t, 1, b.terminalCount(probe.ID))
-		})
-	}
-	b.requireSettled()
-	require.EqualValues(t, 3, b.stats().Submits)
-	require.Zero(t, b.stats().StatusCalls, "webhook mode should make no status calls")
+	forModes(t, func(t *testing.T, mode func(*setupOpts)) {
+		cases := []struct {
+			name    string
+			body    string
+			model   string
+			inInput map[string]any
+		}{
+			{
+				name:  "canonical",
+				body:  `{"id":"canon-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"a red fox","num_images":2},"metadata":{"user":"u1","n":[1,2]}}`,
+				model: "fal-ai/flux/schnell",
+			},
+			{
+				name:  "flat workflow form",
+				body:  `{"id":"flat-1","model_id":"fal-ai/flux/dev","prompt":"a blue fox","image_size":"square","num_images":1,"metadata":{"user":"u1","n":[1,2]}}`,
+				model: "fal-ai/flux/dev",
+			},
+			{
+				name:  "model/input_params/image_input form",
+				body:  `{"id":"tool-1","model":"fal-ai/florence-2-large/caption","input_params":{},"image_input":"https://example.com/cat.png","use_streaming":false,"metadata":{"user":"u1","n":[1,2]}}`,
+				model: "fal-ai/florence-2-large/caption",
+			},
+		}
+		b := setup(t, mode)
+		b.startPool()
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				var probe struct {
+					ID string `json:"id"`
+				}
+				require.NoError(t, json.Unmarshal([]byte(tc.body), &probe))
+				b.publish("demo", tc.body)
+				res, ev := b.terminal(probe.ID)
+				require.Nil(t, ev, "unexpected error event: %+v", ev)
+				require.Equal(t, probe.ID, res.ID)
+				require.Equal(t, tc.model, res.ModelID)
+				require.JSONEq(t, `{"user":"u1","n":[1,2]}`, string(res.Metadata))
+				require.False(t, res.ReceivedAt.IsZero())
+				require.False(t, res.SubmittedAt.IsZero())
+				require.False(t, res.CompletedAt.Before(res.SubmittedAt))
+				require.Equal(t, 1, res.Attempts)
+				b.requireFalOutput(res)
+				require.Equal(t, 1, b.terminalCount(probe.ID))
+			})
+		}
+		b.requireSettled()
+		require.EqualValues(t, 3, b.stats().Submits)
+		if !b.polling {
+			require.Zero(t, b.stats().StatusCalls, "webhook mode should make no status calls")
+		}
+	})
 }
 
 func TestSyncAndStreamModes(t *testing.T) {
@@ -199,39 +203,43 @@ func TestPollingOnlyWithoutWebhookURL(t *testing.T) {
 
 func TestSameTriggerTwiceSubmitsOnce(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.startPool()
-	body := `{"id":"twice-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p","_sim":{"latency_ms":200}}}`
-	b.publish("a", body)
-	b.publish("b", body) // a second stream message with the same id (no Nats-Msg-Id)
-	_, ev := b.terminal("twice-1")
-	require.Nil(t, ev)
-	b.publish("c", body) // and once more after it is done
-	b.requireSettled()
-	require.EqualValues(t, 1, b.stats().Submits)
-	require.Equal(t, 1, b.terminalCount("twice-1"))
+	forModes(t, func(t *testing.T, mode func(*setupOpts)) {
+		b := setup(t, mode)
+		b.startPool()
+		body := `{"id":"twice-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p","_sim":{"latency_ms":200}}}`
+		b.publish("a", body)
+		b.publish("b", body) // a second stream message with the same id (no Nats-Msg-Id)
+		_, ev := b.terminal("twice-1")
+		require.Nil(t, ev)
+		b.publish("c", body) // and once more after it is done
+		b.requireSettled()
+		require.EqualValues(t, 1, b.stats().Submits)
+		require.Equal(t, 1, b.terminalCount("twice-1"))
+	})
 }
 
 func TestCrashAfterStoreBeforeAckSubmitsOnce(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *setupOpts) {
-		o.cfg = func(c *config.Config) { c.Consumer.AckWait = time.Second }
+	forModes(t, func(t *testing.T, mode func(*setupOpts)) {
+		b := setup(t, mode, func(o *setupOpts) {
+			o.cfg = func(c *config.Config) { c.Consumer.AckWait = time.Second }
+		})
+		p := b.newPool(nil)
+		var crashed atomic.Bool
+		consumer.SetHookBeforeAck(p, func(string) {
+			if crashed.CompareAndSwap(false, true) {
+				runtime.Goexit() // the worker dies: no ack, the trigger is redelivered
+			}
+		})
+		b.start(p)
+		b.publish("crash", `{"id":"crash-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
+		res, ev := b.terminal("crash-1")
+		require.Nil(t, ev)
+		b.requireFalOutput(res)
+		require.True(t, crashed.Load())
+		b.requireSettled()
+		require.EqualValues(t, 1, b.stats().Submits)
 	})
-	p := b.newPool(nil)
-	var crashed atomic.Bool
-	consumer.SetHookBeforeAck(p, func(string) {
-		if crashed.CompareAndSwap(false, true) {
-			runtime.Goexit() // the worker dies: no ack, the trigger is redelivered
-		}
-	})
-	b.start(p)
-	b.publish("crash", `{"id":"crash-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
-	res, ev := b.terminal("crash-1")
-	require.Nil(t, ev)
-	b.requireFalOutput(res)
-	require.True(t, crashed.Load())
-	b.requireSettled()
-	require.EqualValues(t, 1, b.stats().Submits)
 }
 
 // TestCrashBetweenSubmitAndStoreFollowsPolicy stops a worker right after fal
@@ -291,217 +299,233 @@ func TestCrashBetweenSubmitAndStoreFollowsPolicy(t *testing.T) {
 
 func TestRestartAfterSubmitCompletes(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *setupOpts) { o.sim.Faults.WebhookDelay = 500 * time.Millisecond })
-	a := b.startPool()
-	b.publish("restart", `{"id":"restart-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
-	waitFor(t, "submitted", func() bool { return b.stats().Submits == 1 })
-	b.requireSettled() // the trigger is acked: the job now lives in KV
-	b.stop(a)
+	forModes(t, func(t *testing.T, mode func(*setupOpts)) {
+		b := setup(t, mode, func(o *setupOpts) { o.sim.Faults.WebhookDelay = 500 * time.Millisecond })
+		a := b.startPool()
+		b.publish("restart", `{"id":"restart-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
+		waitFor(t, "submitted", func() bool { return b.stats().Submits == 1 })
+		b.requireSettled() // the trigger is acked: the job now lives in KV
+		b.stop(a)
 
-	b.startPool() // a new replica picks the job up
-	res, ev := b.terminal("restart-1")
-	require.Nil(t, ev)
-	b.requireFalOutput(res)
-	require.EqualValues(t, 1, b.stats().Submits)
-	require.Equal(t, 1, b.terminalCount("restart-1"))
+		b.startPool() // a new replica picks the job up
+		res, ev := b.terminal("restart-1")
+		require.Nil(t, ev)
+		b.requireFalOutput(res)
+		require.EqualValues(t, 1, b.stats().Submits)
+		require.Equal(t, 1, b.terminalCount("restart-1"))
+	})
 }
 
 func TestTwoConsumersShareWork(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *setupOpts) {
-		o.sim.Concurrency = 16
-		o.cfg = func(c *config.Config) { c.Polling.WebhookGrace = 50 * time.Millisecond }
+	forModes(t, func(t *testing.T, mode func(*setupOpts)) {
+		b := setup(t, mode, func(o *setupOpts) {
+			o.sim.Concurrency = 16
+			o.cfg = func(c *config.Config) { c.Polling.WebhookGrace = 50 * time.Millisecond }
+		})
+		b.startPool()
+		b.startPool()
+		const n = 40
+		for i := range n {
+			b.publish("two", fmt.Sprintf(`{"id":"%s","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`, triggerID(i)))
+		}
+		for i := range n {
+			_, ev := b.terminal(triggerID(i))
+			require.Nil(t, ev)
+		}
+		for i := range n {
+			require.Equal(t, 1, b.terminalCount(triggerID(i)))
+		}
+		require.EqualValues(t, n, b.stats().Submits)
+		b.requireSettled()
 	})
-	b.startPool()
-	b.startPool()
-	const n = 40
-	for i := range n {
-		b.publish("two", fmt.Sprintf(`{"id":"%s","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`, triggerID(i)))
-	}
-	for i := range n {
-		_, ev := b.terminal(triggerID(i))
-		require.Nil(t, ev)
-	}
-	for i := range n {
-		require.Equal(t, 1, b.terminalCount(triggerID(i)))
-	}
-	require.EqualValues(t, n, b.stats().Submits)
-	b.requireSettled()
 }
 
 func TestBadInputMatrix(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *setupOpts) {
-		o.cfg = func(c *config.Config) { c.Streams.MaxTriggerBytes = 4096 }
-	})
-	b.startPool()
-	cases := []struct {
-		name        string
-		body        string
-		code        publisher.Code
-		mention     string // the message must name the cause
-		reachesFal  bool
-		withTrigger bool
-	}{
-		{name: "not JSON", body: `this is not json`, code: publisher.CodeInvalidTrigger, mention: "JSON"},
-		{name: "no model id", body: `{"input":{"prompt":"x"}}`, code: publisher.CodeInvalidTrigger, mention: "model_id", withTrigger: true},
-		{name: "malformed model id", body: `{"model_id":"fal-ai//flux","input":{}}`, code: publisher.CodeInvalidModel, mention: `"fal-ai//flux"`, withTrigger: true},
-		{name: "input not an object", body: `{"model_id":"fal-ai/flux/schnell","input":[1,2]}`, code: publisher.CodeInvalidTrigger, mention: "input", withTrigger: true},
-		{name: "bad image URL", body: `{"model_id":"fal-ai/florence-2-large/caption","input":{"image_url":"ftp://host/cat.png"}}`, code: publisher.CodeInvalidImageURL, mention: `"ftp://host/cat.png"`, withTrigger: true},
-		{name: "oversized", body: `{"model_id":"fal-ai/flux/schnell","input":{"prompt":"` + strings.Repeat("x", 5000) + `"}}`, code: publisher.CodeInvalidTrigger, mention: "4096"},
-		{name: "unknown model", body: `{"model_id":"fal-ai/no-such-model","input":{"prompt":"x"}}`, code: publisher.CodeInvalidModel, mention: `"fal-ai/no-such-model"`, reachesFal: true, withTrigger: true},
-		{name: "422 missing field", body: `{"model_id":"fal-ai/flux/schnell","input":{"num_images":1}}`, code: publisher.CodeValidationError, mention: `"prompt"`, reachesFal: true, withTrigger: true},
-		{name: "422 bad image URL at fal", body: `{"model_id":"fal-ai/florence-2-large/caption","input":{"prompt":"no image"}}`, code: publisher.CodeValidationError, mention: `"image_url"`, reachesFal: true, withTrigger: true},
-		{name: "bad mode", body: `{"model_id":"fal-ai/flux/schnell","mode":"batch","input":{"prompt":"x"}}`, code: publisher.CodeInvalidTrigger, mention: "mode", withTrigger: true},
-	}
-	for i, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			id := fmt.Sprintf("bad-%d", i)
-			before := b.stats().Submits
-			// Plain publish with only a Nats-Msg-Id, so that even a body that
-			// is not JSON has a known id.
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: "fal.requests.bad", Data: []byte(tc.body), Header: nats.Header{jetstream.MsgIDHeader: []string{id}}})
-			require.NoError(t, err)
-			_, ev := b.terminal(id)
-			require.NotNil(t, ev, "want an error event")
-			require.Equal(t, tc.code, ev.Code, ev.Message)
-			require.Contains(t, ev.Message, tc.mention)
-			if tc.withTrigger {
-				require.JSONEq(t, tc.body, string(ev.Trigger), "the error event carries the original trigger")
-			} else {
-				require.NotEmpty(t, ev.Trigger)
-			}
-			if tc.reachesFal {
-				require.NotEmpty(t, ev.Detail, "fal's detail is passed on")
-			} else {
-				require.Equal(t, before, b.stats().Submits, "invalid input must not reach fal")
-			}
-			require.Equal(t, 1, b.terminalCount(id))
+	forModes(t, func(t *testing.T, mode func(*setupOpts)) {
+		b := setup(t, mode, func(o *setupOpts) {
+			o.cfg = func(c *config.Config) { c.Streams.MaxTriggerBytes = 4096 }
 		})
-	}
-	b.requireSettled()
-	// Never redelivered: every bad trigger was delivered exactly once.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := b.js.Consumer(ctx, b.cfg.Streams.Requests, b.cfg.Consumer.Durable)
-	require.NoError(t, err)
-	info, err := c.Info(ctx)
-	require.NoError(t, err)
-	require.Zero(t, info.NumRedelivered)
-	require.Zero(t, info.NumAckPending)
+		b.startPool()
+		cases := []struct {
+			name        string
+			body        string
+			code        publisher.Code
+			mention     string // the message must name the cause
+			reachesFal  bool
+			withTrigger bool
+		}{
+			{name: "not JSON", body: `this is not json`, code: publisher.CodeInvalidTrigger, mention: "JSON"},
+			{name: "no model id", body: `{"input":{"prompt":"x"}}`, code: publisher.CodeInvalidTrigger, mention: "model_id", withTrigger: true},
+			{name: "malformed model id", body: `{"model_id":"fal-ai//flux","input":{}}`, code: publisher.CodeInvalidModel, mention: `"fal-ai//flux"`, withTrigger: true},
+			{name: "input not an object", body: `{"model_id":"fal-ai/flux/schnell","input":[1,2]}`, code: publisher.CodeInvalidTrigger, mention: "input", withTrigger: true},
+			{name: "bad image URL", body: `{"model_id":"fal-ai/florence-2-large/caption","input":{"image_url":"ftp://host/cat.png"}}`, code: publisher.CodeInvalidImageURL, mention: `"ftp://host/cat.png"`, withTrigger: true},
+			{name: "oversized", body: `{"model_id":"fal-ai/flux/schnell","input":{"prompt":"` + strings.Repeat("x", 5000) + `"}}`, code: publisher.CodeInvalidTrigger, mention: "4096"},
+			{name: "unknown model", body: `{"model_id":"fal-ai/no-such-model","input":{"prompt":"x"}}`, code: publisher.CodeInvalidModel, mention: `"fal-ai/no-such-model"`, reachesFal: true, withTrigger: true},
+			{name: "422 missing field", body: `{"model_id":"fal-ai/flux/schnell","input":{"num_images":1}}`, code: publisher.CodeValidationError, mention: `"prompt"`, reachesFal: true, withTrigger: true},
+			{name: "422 bad image URL at fal", body: `{"model_id":"fal-ai/florence-2-large/caption","input":{"prompt":"no image"}}`, code: publisher.CodeValidationError, mention: `"image_url"`, reachesFal: true, withTrigger: true},
+			{name: "bad mode", body: `{"model_id":"fal-ai/flux/schnell","mode":"batch","input":{"prompt":"x"}}`, code: publisher.CodeInvalidTrigger, mention: "mode", withTrigger: true},
+		}
+		for i, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				id := fmt.Sprintf("bad-%d", i)
+				before := b.stats().Submits
+				// Plain publish with only a Nats-Msg-Id, so that even a body that
+				// is not JSON has a known id.
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: "fal.requests.bad", Data: []byte(tc.body), Header: nats.Header{jetstream.MsgIDHeader: []string{id}}})
+				require.NoError(t, err)
+				_, ev := b.terminal(id)
+				require.NotNil(t, ev, "want an error event")
+				require.Equal(t, tc.code, ev.Code, ev.Message)
+				require.Contains(t, ev.Message, tc.mention)
+				if tc.withTrigger {
+					require.JSONEq(t, tc.body, string(ev.Trigger), "the error event carries the original trigger")
+				} else {
+					require.NotEmpty(t, ev.Trigger)
+				}
+				if tc.reachesFal {
+					require.NotEmpty(t, ev.Detail, "fal's detail is passed on")
+				} else {
+					require.Equal(t, before, b.stats().Submits, "invalid input must not reach fal")
+				}
+				require.Equal(t, 1, b.terminalCount(id))
+			})
+		}
+		b.requireSettled()
+		// Never redelivered: every bad trigger was delivered exactly once.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := b.js.Consumer(ctx, b.cfg.Streams.Requests, b.cfg.Consumer.Durable)
+		require.NoError(t, err)
+		info, err := c.Info(ctx)
+		require.NoError(t, err)
+		require.Zero(t, info.NumRedelivered)
+		require.Zero(t, info.NumAckPending)
+	})
 }
 
 func TestRateLimitStormWithRetryAfter(t *testing.T) {
 	t.Parallel()
-	const retryAfter = time.Second
-	b := setup(t, func(o *setupOpts) {
-		o.sim.Faults.RateLimitRate = 1
-		o.sim.Faults.RetryAfter = retryAfter
+	forModes(t, func(t *testing.T, mode func(*setupOpts)) {
+		const retryAfter = time.Second
+		b := setup(t, mode, func(o *setupOpts) {
+			o.sim.Faults.RateLimitRate = 1
+			o.sim.Faults.RetryAfter = retryAfter
+		})
+		b.startPool()
+		start := time.Now()
+		for i := range 5 {
+			b.publish("storm", fmt.Sprintf(`{"id":"storm-%d","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`, i))
+		}
+		waitFor(t, "rate limited", func() bool { return b.stats().RateLimited >= 5 })
+		b.sim.SetFaults(falsim.Faults{})
+		for i := range 5 {
+			res, ev := b.terminal(fmt.Sprintf("storm-%d", i))
+			require.Nil(t, ev)
+			require.GreaterOrEqual(t, res.Attempts, 1)
+		}
+		// Every job was refused at least once with Retry-After: 1s, so none can
+		// have completed before that delay passed.
+		require.GreaterOrEqual(t, time.Since(start), retryAfter)
+		require.EqualValues(t, 5, b.stats().Submits)
+		b.requireSettled()
 	})
-	b.startPool()
-	start := time.Now()
-	for i := range 5 {
-		b.publish("storm", fmt.Sprintf(`{"id":"storm-%d","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`, i))
-	}
-	waitFor(t, "rate limited", func() bool { return b.stats().RateLimited >= 5 })
-	b.sim.SetFaults(falsim.Faults{})
-	for i := range 5 {
-		res, ev := b.terminal(fmt.Sprintf("storm-%d", i))
-		require.Nil(t, ev)
-		require.GreaterOrEqual(t, res.Attempts, 1)
-	}
-	// Every job was refused at least once with Retry-After: 1s, so none can
-	// have completed before that delay passed.
-	require.GreaterOrEqual(t, time.Since(start), retryAfter)
-	require.EqualValues(t, 5, b.stats().Submits)
-	b.requireSettled()
 }
 
 func TestServerErrorBurst(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *setupOpts) { o.sim.Faults.ServerErrorRate = 1 })
-	b.startPool()
-	for i := range 5 {
-		b.publish("burst", fmt.Sprintf(`{"id":"burst-%d","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`, i))
-	}
-	waitFor(t, "server errors", func() bool { return b.stats().ServerErrors >= 5 })
-	b.sim.SetFaults(falsim.Faults{})
-	for i := range 5 {
-		_, ev := b.terminal(fmt.Sprintf("burst-%d", i))
-		require.Nil(t, ev)
-	}
-	require.EqualValues(t, 5, b.stats().Submits)
-	b.requireSettled()
+	forModes(t, func(t *testing.T, mode func(*setupOpts)) {
+		b := setup(t, mode, func(o *setupOpts) { o.sim.Faults.ServerErrorRate = 1 })
+		b.startPool()
+		for i := range 5 {
+			b.publish("burst", fmt.Sprintf(`{"id":"burst-%d","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`, i))
+		}
+		waitFor(t, "server errors", func() bool { return b.stats().ServerErrors >= 5 })
+		b.sim.SetFaults(falsim.Faults{})
+		for i := range 5 {
+			_, ev := b.terminal(fmt.Sprintf("burst-%d", i))
+			require.Nil(t, ev)
+		}
+		require.EqualValues(t, 5, b.stats().Submits)
+		b.requireSettled()
+	})
 }
 
 func TestRetriesExhaustedEndInError(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *setupOpts) {
-		o.sim.Faults.RateLimitRate = 1
-		o.cfg = func(c *config.Config) { c.Consumer.MaxDeliver = 2 }
+	forModes(t, func(t *testing.T, mode func(*setupOpts)) {
+		b := setup(t, mode, func(o *setupOpts) {
+			o.sim.Faults.RateLimitRate = 1
+			o.cfg = func(c *config.Config) { c.Consumer.MaxDeliver = 2 }
+		})
+		b.startPool()
+		b.publish("spent", `{"id":"spent-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
+		_, ev := b.terminal("spent-1")
+		require.NotNil(t, ev)
+		require.Equal(t, publisher.CodeRateLimited, ev.Code)
+		require.Equal(t, 2, ev.Attempts)
+		require.Contains(t, ev.Message, "gave up after 2 attempts")
+		require.Zero(t, b.stats().Submits)
+		b.requireSettled()
 	})
-	b.startPool()
-	b.publish("spent", `{"id":"spent-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
-	_, ev := b.terminal("spent-1")
-	require.NotNil(t, ev)
-	require.Equal(t, publisher.CodeRateLimited, ev.Code)
-	require.Equal(t, 2, ev.Attempts)
-	require.Contains(t, ev.Message, "gave up after 2 attempts")
-	require.Zero(t, b.stats().Submits)
-	b.requireSettled()
 }
 
 func TestCancelWhileQueued(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *setupOpts) { o.sim.Concurrency = 1 })
-	b.startPool()
-	// The first job holds the only runner; the second waits in fal's queue.
-	b.publish("c", `{"id":"busy-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p","_sim":{"latency_ms":1500}}}`)
-	waitFor(t, "first submitted", func() bool { return b.stats().Submits == 1 })
-	b.publish("c", `{"id":"cancel-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
-	waitFor(t, "second submitted", func() bool { return b.stats().Submits == 2 })
-	b.requireSettled()
+	forModes(t, func(t *testing.T, mode func(*setupOpts)) {
+		b := setup(t, mode, func(o *setupOpts) { o.sim.Concurrency = 1 })
+		b.startPool()
+		// The first job holds the only runner; the second waits in fal's queue.
+		b.publish("c", `{"id":"busy-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p","_sim":{"latency_ms":1500}}}`)
+		waitFor(t, "first submitted", func() bool { return b.stats().Submits == 1 })
+		b.publish("c", `{"id":"cancel-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
+		waitFor(t, "second submitted", func() bool { return b.stats().Submits == 2 })
+		b.requireSettled()
 
-	reply, err := b.nc.Request(b.cfg.Subjects.Cancel+".cancel-1", nil, 5*time.Second)
-	require.NoError(t, err)
-	var cr consumer.CancelReply
-	require.NoError(t, json.Unmarshal(reply.Data, &cr))
-	require.Equal(t, "canceled", cr.Status, cr.Message)
-
-	_, ev := b.terminal("cancel-1")
-	require.NotNil(t, ev)
-	require.Equal(t, publisher.CodeCanceled, ev.Code)
-	require.EqualValues(t, 1, b.stats().Cancels)
-
-	// The webhook of the canceled request changes nothing.
-	res, ev := b.terminal("busy-1")
-	require.Nil(t, ev)
-	require.NotNil(t, res)
-	time.Sleep(200 * time.Millisecond) // let the canceled job's webhook arrive, if any
-	require.Equal(t, 1, b.terminalCount("cancel-1"))
-
-	// Cancel of an unknown or finished job answers plainly.
-	for id, want := range map[string]string{"nope-1": "unknown", "busy-1": "already_done"} {
-		reply, err = b.nc.Request(b.cfg.Subjects.Cancel+"."+id, nil, 5*time.Second)
+		reply, err := b.nc.Request(b.cfg.Subjects.Cancel+".cancel-1", nil, 5*time.Second)
 		require.NoError(t, err)
+		var cr consumer.CancelReply
 		require.NoError(t, json.Unmarshal(reply.Data, &cr))
-		require.Equal(t, want, cr.Status, id)
-	}
+		require.Equal(t, "canceled", cr.Status, cr.Message)
+
+		_, ev := b.terminal("cancel-1")
+		require.NotNil(t, ev)
+		require.Equal(t, publisher.CodeCanceled, ev.Code)
+		require.EqualValues(t, 1, b.stats().Cancels)
+
+		// The webhook of the canceled request changes nothing.
+		res, ev := b.terminal("busy-1")
+		require.Nil(t, ev)
+		require.NotNil(t, res)
+		time.Sleep(200 * time.Millisecond) // let the canceled job's webhook arrive, if any
+		require.Equal(t, 1, b.terminalCount("cancel-1"))
+
+		// Cancel of an unknown or finished job answers plainly.
+		for id, want := range map[string]string{"nope-1": "unknown", "busy-1": "already_done"} {
+			reply, err = b.nc.Request(b.cfg.Subjects.Cancel+"."+id, nil, 5*time.Second)
+			require.NoError(t, err)
+			require.NoError(t, json.Unmarshal(reply.Data, &cr))
+			require.Equal(t, want, cr.Status, id)
+		}
+	})
 }
 
 func TestDeadlineExceededEndsInTimeout(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *setupOpts) { o.noWebhook = true })
-	b.startPool()
-	b.publish("slow", `{"id":"slow-1","model_id":"fal-ai/flux/schnell","timeout":"400ms","input":{"prompt":"p","_sim":{"latency_ms":5000}}}`)
-	_, ev := b.terminal("slow-1")
-	require.NotNil(t, ev)
-	require.Equal(t, publisher.CodeTimeout, ev.Code)
-	require.NotEmpty(t, ev.RequestID)
-	require.EqualValues(t, 1, b.stats().Cancels, "the job is canceled at fal")
-	require.Equal(t, 1, b.terminalCount("slow-1"))
+	forModes(t, func(t *testing.T, mode func(*setupOpts)) {
+		b := setup(t, mode, func(o *setupOpts) { o.noWebhook = true })
+		b.startPool()
+		b.publish("slow", `{"id":"slow-1","model_id":"fal-ai/flux/schnell","timeout":"400ms","input":{"prompt":"p","_sim":{"latency_ms":5000}}}`)
+		_, ev := b.terminal("slow-1")
+		require.NotNil(t, ev)
+		require.Equal(t, publisher.CodeTimeout, ev.Code)
+		require.NotEmpty(t, ev.RequestID)
+		require.EqualValues(t, 1, b.stats().Cancels, "the job is canceled at fal")
+		require.Equal(t, 1, b.terminalCount("slow-1"))
+	})
 }
 
 func TestPerModelInFlightLimitHolds(t *testing.T) {
@@ -526,23 +550,25 @@ func TestPerModelInFlightLimitHolds(t *testing.T) {
 
 func TestStopIsGracefulAndIdempotent(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	p := b.newPool(nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	require.NoError(t, p.Stop(ctx), "stop without start")
-	<-p.Stopped()
+	forModes(t, func(t *testing.T, mode func(*setupOpts)) {
+		b := setup(t, mode)
+		p := b.newPool(nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, p.Stop(ctx), "stop without start")
+		<-p.Stopped()
 
-	p2 := b.startPool()
-	require.ErrorIs(t, p2.Start(ctx), consumer.ErrAlreadyStarted)
-	b.publish("g", `{"id":"grace-1","model_id":"fal-ai/flux/schnell","mode":"sync","input":{"prompt":"p","_sim":{"latency_ms":300}}}`)
-	waitFor(t, "run started", func() bool { return b.stats().SyncRuns == 1 })
-	require.NoError(t, p2.Stop(ctx))
-	require.NoError(t, p2.Stop(ctx))
-	// The run in hand was finished, not abandoned.
-	res, ev := b.terminal("grace-1")
-	require.Nil(t, ev)
-	require.NotNil(t, res)
+		p2 := b.startPool()
+		require.ErrorIs(t, p2.Start(ctx), consumer.ErrAlreadyStarted)
+		b.publish("g", `{"id":"grace-1","model_id":"fal-ai/flux/schnell","mode":"sync","input":{"prompt":"p","_sim":{"latency_ms":300}}}`)
+		waitFor(t, "run started", func() bool { return b.stats().SyncRuns == 1 })
+		require.NoError(t, p2.Stop(ctx))
+		require.NoError(t, p2.Stop(ctx))
+		// The run in hand was finished, not abandoned.
+		res, ev := b.terminal("grace-1")
+		require.Nil(t, ev)
+		require.NotNil(t, res)
+	})
 }
 
 func TestLookupJob(t *testing.T) {

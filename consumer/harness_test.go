@@ -35,6 +35,8 @@ type testBundle struct {
 	cfg     config.Config
 	webhook *httptest.Server
 	quiet   bool
+	// polling: no webhook URL, jobs complete by polling only.
+	polling bool
 	// current is the pool the webhook listener routes to (nil: 503).
 	current atomic.Pointer[consumer.Pool]
 }
@@ -52,7 +54,7 @@ func setup(t testing.TB, mods ...func(*setupOpts)) *testBundle {
 	for _, m := range mods {
 		m(o)
 	}
-	b := &testBundle{t: t, quiet: o.quiet}
+	b := &testBundle{t: t, quiet: o.quiet, polling: o.noWebhook}
 	b.srv = natstest.Run(t)
 	b.nc = b.srv.Connect(t)
 	var err error
@@ -107,6 +109,22 @@ func setup(t testing.TB, mods ...func(*setupOpts)) *testBundle {
 	)
 	require.NoError(t, err)
 	return b
+}
+
+// forModes runs fn as two parallel subtests: webhook mode (the default) and
+// polling-only mode (no webhook URL), so that every scenario it holds is
+// proven on both completion paths. Pass mode to setup first.
+func forModes(t *testing.T, fn func(t *testing.T, mode func(*setupOpts))) {
+	t.Helper()
+	for _, m := range []struct {
+		name      string
+		noWebhook bool
+	}{{"webhook", false}, {"polling", true}} {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, func(o *setupOpts) { o.noWebhook = m.noWebhook })
+		})
+	}
 }
 
 // newPool builds and starts a pool; it is stopped when the test ends.

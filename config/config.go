@@ -97,6 +97,10 @@ const (
 	MaxInFlightDefault = 256
 	// MaxInFlightPerModelDefault is limits.max_in_flight_per_model (0: no cap).
 	MaxInFlightPerModelDefault = 0
+	// MaxSyncRunsDefault is limits.max_sync_runs.
+	MaxSyncRunsDefault = 4
+	// MaxTimeoutDefault is limits.max_timeout.
+	MaxTimeoutDefault = 24 * time.Hour
 
 	// WebhookGraceDefault is polling.webhook_grace.
 	WebhookGraceDefault = 2 * time.Minute
@@ -421,6 +425,15 @@ type Limits struct {
 	// and --limits.model_limits "model=n,model2=m". A later source replaces the
 	// whole map. Defaults to nil.
 	ModelLimits map[string]int `koanf:"model_limits"`
+	// MaxSyncRuns bounds the sync and stream runs in progress on one
+	// replica: each holds a worker for its whole run, so the rest of the
+	// workers always take queue-mode work. Above Workers it is Workers.
+	// Defaults to [MaxSyncRunsDefault] (4).
+	MaxSyncRuns int `koanf:"max_sync_runs"`
+	// MaxTimeout is the largest timeout a trigger may ask for; a trigger
+	// asking for more is rejected (invalid_trigger, naming "timeout").
+	// Defaults to [MaxTimeoutDefault] (24h).
+	MaxTimeout time.Duration `koanf:"max_timeout"`
 }
 
 // ModelLimit returns the in-flight bound for model: its ModelLimits entry,
@@ -556,6 +569,8 @@ func Default() Config {
 			Workers:             WorkersDefault,
 			MaxInFlight:         MaxInFlightDefault,
 			MaxInFlightPerModel: MaxInFlightPerModelDefault,
+			MaxSyncRuns:         MaxSyncRunsDefault,
+			MaxTimeout:          MaxTimeoutDefault,
 		},
 		Polling: Polling{
 			WebhookGrace: WebhookGraceDefault,

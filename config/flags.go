@@ -67,6 +67,8 @@ var help = map[string]string{
 	"limits.max_in_flight":           "jobs pending at fal above which pulling stops (≥ limits.workers)",
 	"limits.max_in_flight_per_model": "jobs pending at fal per model (0: no limit)",
 	"limits.model_limits":            "per-model pending limits, model=n,model2=m",
+	"limits.max_sync_runs":           "sync and stream runs in progress at once on one replica (at most limits.workers)",
+	"limits.max_timeout":             "largest timeout a trigger may ask for",
 
 	"polling.webhook_grace":   "how long to wait for a webhook before polling",
 	"polling.min_interval":    "first poll interval",

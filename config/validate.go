@@ -156,6 +156,13 @@ func (c *Config) Validate() error {
 	if l.MaxInFlight < l.Workers {
 		v.add("limits.max_in_flight", "must be ≥ limits.workers (%d < %d)", l.MaxInFlight, l.Workers)
 	}
+	if l.MaxSyncRuns < 1 {
+		v.add("limits.max_sync_runs", "must be ≥ 1 (got %d)", l.MaxSyncRuns)
+	}
+	v.positive("limits.max_timeout", l.MaxTimeout)
+	if l.MaxTimeout > 0 && c.Polling.JobDeadline > l.MaxTimeout {
+		v.add("polling.job_deadline", "must be ≤ limits.max_timeout (%s > %s)", formatDuration(c.Polling.JobDeadline), formatDuration(l.MaxTimeout))
+	}
 	if l.MaxInFlightPerModel < 0 {
 		v.add("limits.max_in_flight_per_model", "must be ≥ 0 (got %d; 0 means no per-model limit)", l.MaxInFlightPerModel)
 	}

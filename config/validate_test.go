@@ -47,6 +47,8 @@ func TestValidate(t *testing.T) {
 		{"ack_wait zero", func(c *Config) { c.Consumer.AckWait = 0 }, "consumer.ack_wait", "must be > 0"},
 		{"grace_period zero", func(c *Config) { c.Shutdown.GracePeriod = 0 }, "shutdown.grace_period", "must be > 0"},
 		{"grace_period too short for a fal call", func(c *Config) { c.Shutdown.GracePeriod = 2 * time.Second }, "shutdown.grace_period", "must be ≥ 4s to fit one fal call"},
+		{"max_sync_runs zero", func(c *Config) { c.Limits.MaxSyncRuns = 0 }, "limits.max_sync_runs", "must be ≥ 1"},
+		{"max_timeout below job_deadline", func(c *Config) { c.Limits.MaxTimeout = time.Minute }, "polling.job_deadline", "must be ≤ limits.max_timeout"},
 		{"safety_interval zero", func(c *Config) { c.Polling.SafetyInterval = 0 }, "polling.safety_interval", "must be > 0"},
 		{"sweep_interval zero", func(c *Config) { c.Polling.SweepInterval = 0 }, "polling.sweep_interval", "must be > 0"},
 		{"ambiguous_wait negative", func(c *Config) { c.Consumer.AmbiguousWait = -time.Second }, "consumer.ambiguous_wait", "must be ≥ 0"},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,9 +109,12 @@ func TestCheckImageURLs(t *testing.T) {
 func TestModelLabelsAreCapped(t *testing.T) {
 	t.Parallel()
 	var l modelLabels
+	// Models seen only in refused or rejected triggers take no label.
+	require.Equal(t, "other", l.label("made/up-0", false))
 	for i := range maxModelLabels {
-		require.Equal(t, fmt.Sprintf("m/%d", i), l.label(fmt.Sprintf("m/%d", i)))
+		require.Equal(t, fmt.Sprintf("m/%d", i), l.label(fmt.Sprintf("m/%d", i), true))
 	}
-	require.Equal(t, "other", l.label("made/up"))
-	require.Equal(t, "m/0", l.label("m/0"), "known models keep their label")
+	require.Equal(t, "other", l.label("made/up", true))
+	require.Equal(t, "m/0", l.label("m/0", false), "known models keep their label")
+	require.Equal(t, "other", l.label(strings.Repeat("x", maxModelLabelLen+1), true), "long ids are never a label")
 }

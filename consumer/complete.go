@@ -3,6 +3,10 @@ package consumer
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
 	"time"
 
 	"github.com/falbridge/falbridge/publisher"
@@ -25,8 +29,29 @@ func (p *Pool) finish(_ context.Context, j *job, rev uint64, res *publisher.Resu
 		err       error
 	)
 	if res != nil {
-		published, err = p.emit.publishResult(ctx, res, j.ResultSubject)
-	} else {
+		b, tooBig, eerr := p.emit.encodeResult(res)
+		switch {
+		case eerr != nil:
+			return false, eerr
+		case tooBig:
+			// Final: the output will never fit. The caller can fetch it
+			// from fal with the request id while fal keeps it.
+			f = &failure{Code: publisher.CodeResultTooLarge, Message: fmt.Sprintf(
+				"fal's output is %d bytes, more than one NATS message holds (max_payload %d); fetch it from fal: request %s of %s",
+				len(res.Output), p.nc.MaxPayload(), j.RequestID, j.ModelID)}
+			res = nil
+		default:
+			published, err = p.emit.publishResult(ctx, res, b, j.ResultSubject)
+			if errors.Is(err, nats.ErrMaxPayload) {
+				// The server's limit is smaller than the connection
+				// knew: still final, never a retry loop.
+				f = &failure{Code: publisher.CodeResultTooLarge, Message: fmt.Sprintf(
+					"fal's output does not fit in one NATS message; fetch it from fal: request %s of %s", j.RequestID, j.ModelID)}
+				res, err = nil, nil
+			}
+		}
+	}
+	if res == nil {
 		published, err = p.emit.publishError(ctx, p.newError(j, f), j.ResultSubject)
 	}
 	if err != nil {
@@ -102,5 +127,6 @@ func (p *Pool) newError(j *job, f *failure) *publisher.Error {
 		Trigger:   j.Trigger,
 		Metadata:  j.Metadata,
 		At:        p.now().UTC(),
+		Truncated: j.Truncated,
 	}
 }

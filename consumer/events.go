@@ -136,16 +136,22 @@ func isWrongLastSequence(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
-func (e *emitter) publishResult(ctx context.Context, r *publisher.Result, copyTo string) (bool, error) {
-	b, err := json.Marshal(r)
+// encodeResult encodes a result event; tooBig reports that it cannot fit in
+// one message (its output is fal's, and is never cut).
+func (e *emitter) encodeResult(r *publisher.Result) (b []byte, tooBig bool, err error) {
+	b, err = marshalNoEscape(r)
 	if err != nil {
-		return false, fmt.Errorf("encode result %s: %w", r.ID, err)
+		return nil, false, fmt.Errorf("encode result %s: %w", r.ID, err)
 	}
+	return b, len(b) > bodyLimit(e.nc.MaxPayload()), nil
+}
+
+func (e *emitter) publishResult(ctx context.Context, r *publisher.Result, b []byte, copyTo string) (bool, error) {
 	return e.publishTerminal(ctx, r.ID, e.subjects.Result(r.ID), "result", b, copyTo)
 }
 
 func (e *emitter) publishError(ctx context.Context, ev *publisher.Error, copyTo string) (bool, error) {
-	b, err := json.Marshal(ev)
+	b, err := encodeError(ev, bodyLimit(e.nc.MaxPayload()))
 	if err != nil {
 		return false, fmt.Errorf("encode error event %s: %w", ev.ID, err)
 	}
@@ -155,7 +161,7 @@ func (e *emitter) publishError(ctx context.Context, ev *publisher.Error, copyTo 
 // publishStatus sends a progress event. Progress is best effort: a core
 // publish (the status stream still captures it) costs no round trip.
 func (e *emitter) publishStatus(st *publisher.Status) {
-	b, err := json.Marshal(st)
+	b, err := marshalNoEscape(st)
 	if err != nil {
 		e.log.Warn("encode status event", "trigger_id", st.ID, "err", err)
 		return

@@ -60,6 +60,10 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) verdict {
 		return p.reject(ctx, d, id, t, f.Code, f.Message)
 	}
 	timeout := time.Duration(t.Timeout)
+	if timeout > p.cfg.Limits.MaxTimeout {
+		return p.reject(ctx, d, id, t, publisher.CodeInvalidTrigger, fmt.Sprintf(
+			"trigger field \"timeout\": %s is over the largest allowed, %s (limits.max_timeout)", timeout, p.cfg.Limits.MaxTimeout))
+	}
 	if timeout <= 0 {
 		timeout = p.cfg.Polling.JobDeadline
 	}
@@ -83,6 +87,17 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) verdict {
 	mode := t.Mode
 	if mode == "" {
 		mode = publisher.ModeQueue
+	}
+	if mode == publisher.ModeSync || mode == publisher.ModeStream {
+		// A sync or stream run holds this worker for its whole run: at
+		// most limits.max_sync_runs of them, so that queue-mode work
+		// always finds workers.
+		select {
+		case p.syncRuns <- struct{}{}:
+			defer func() { <-p.syncRuns }()
+		default:
+			return nakAfter(p.slotRetry)
+		}
 	}
 	now := p.now()
 	j := &job{
@@ -429,38 +444,65 @@ func (p *Pool) finishIntake(ctx context.Context, d *delivery, j *job, rev uint64
 	return ack()
 }
 
-// reject ends a trigger that never became a job (it failed validation): one
-// error event carrying the original body, then Term. No job record is made;
-// the terminal-event guard in publishTerminal keeps the event unique.
+// reject ends a trigger that never became a job (it failed validation):
+// its id is claimed with a record that is done from the start, then one
+// error event carrying the original body is published, then Term. The claim
+// comes first, so that nobody can pre-poison an id others will use (a later
+// valid trigger with that id is a duplicate, never submitted), and so that a
+// rejected trigger can never publish an error in the name of a job that
+// already exists.
 func (p *Pool) reject(ctx context.Context, d *delivery, id string, t *publisher.Trigger, code publisher.Code, message string) verdict {
+	now := p.now()
+	rec := &job{
+		V: jobRecordVersion, ID: id, State: stateDone, Mode: publisher.ModeQueue,
+		Trigger: rawTrigger(d.body), TriggerSeq: d.seq, Attempts: int(d.delivered),
+		ReceivedAt: d.receivedAt, Deadline: d.receivedAt, CompletedAt: now.UTC(), Outcome: string(code),
+	}
+	if t != nil {
+		rec.ModelID, rec.Metadata, rec.ResultSubject = t.ModelID, t.Metadata, t.ResultSubject
+	}
+	wctx, cancel := p.finishContext()
+	defer cancel()
+	if _, err := p.store.create(wctx, rec); errors.Is(err, errJobExists) {
+		cur, rev, gerr := p.store.get(wctx, id)
+		switch {
+		case gerr != nil:
+			return nakAfter(natsDelays.after(int(d.delivered), 0))
+		case cur.TriggerSeq != d.seq:
+			// The id belongs to another message's job: this one is
+			// ended without a word in that job's name.
+			p.log.Info("rejected trigger reuses a known id; dropped", "trigger_id", id, "code", code, "reason", message)
+			p.metrics.rejected(code)
+			return term(string(code))
+		case cur.State != stateDone:
+			// Our own job (the poison rule): end it properly.
+			f := failure{Code: code, Message: message}
+			return p.finishIntake(ctx, d, cur, rev, nil, &f)
+		}
+		// Our own claim from an earlier delivery whose publish failed:
+		// publish again (the terminal-event guard keeps it unique).
+	} else if err != nil {
+		p.log.Warn("claim of rejected trigger failed; will retry", "trigger_id", id, "err", err)
+		return nakAfter(natsDelays.after(int(d.delivered), 0))
+	}
 	ev := &publisher.Error{
 		ID:       id,
+		ModelID:  rec.ModelID,
 		Code:     code,
 		Message:  message,
 		Attempts: int(d.delivered),
 		Trigger:  rawTrigger(d.body),
-		At:       p.now().UTC(),
+		Metadata: rec.Metadata,
+		At:       now.UTC(),
 	}
-	copyTo := ""
-	if t != nil {
-		ev.ModelID = t.ModelID
-		ev.Metadata = t.Metadata
-		copyTo = t.ResultSubject
-	}
-	wctx, cancel := p.finishContext()
-	defer cancel()
-	published, err := p.emit.publishError(wctx, ev, copyTo)
+	published, err := p.emit.publishError(wctx, ev, rec.ResultSubject)
 	if err != nil {
 		p.log.Warn("publish error event failed; will retry", "trigger_id", id, "err", err)
 		return nakAfter(natsDelays.after(int(d.delivered), 0))
 	}
 	if published {
 		p.metrics.rejected(code)
-		model := ""
-		if t != nil {
-			model = t.ModelID
-		}
-		p.metrics.finished(&job{ID: id, ModelID: model, ReceivedAt: d.receivedAt}, code, viaIntake, p.now())
+		p.metrics.finished(&job{ID: id, ReceivedAt: d.receivedAt}, code, viaIntake, p.now())
 	}
 	p.log.Info("trigger rejected", "trigger_id", id, "code", code, "reason", message)
 	return term(string(code))

@@ -84,6 +84,9 @@ type job struct {
 	CompletedAt time.Time `json:"completed_at,omitzero"`
 	// Outcome is "result" or an error code once the job is done.
 	Outcome string `json:"outcome,omitempty"`
+	// Truncated is true when Trigger or Metadata were cut to fit the
+	// record in one message (see fit.go).
+	Truncated bool `json:"truncated,omitempty"`
 	// Write is a token unique to the write that stored this version. After
 	// a lost reply or a revision mismatch, the writer reloads the record and
 	// finds its own token if its write applied.
@@ -110,13 +113,15 @@ type jobStore struct {
 	prefix string
 	// retry paces the re-attempts of a write after a NATS error.
 	retry delays
+	// limit is the largest record body that fits in one message.
+	limit int
 }
 
 // StateHeader carries a job record's state on its KV message.
 const StateHeader = "Falbridge-State"
 
-func newJobStore(js jetstream.JetStream, kv jetstream.KeyValue, bucket string) *jobStore {
-	return &jobStore{kv: kv, js: js, prefix: "$KV." + bucket + ".", retry: natsDelays}
+func newJobStore(js jetstream.JetStream, kv jetstream.KeyValue, bucket string, maxPayload int64) *jobStore {
+	return &jobStore{kv: kv, js: js, prefix: "$KV." + bucket + ".", retry: natsDelays, limit: bodyLimit(maxPayload)}
 }
 
 // write stores b as the record of j if the key's last revision is rev (0:
@@ -139,8 +144,8 @@ func newWriteToken() string {
 	return hex.EncodeToString(b[:])
 }
 
-func encodeJob(j *job) ([]byte, error) {
-	b, err := marshalNoEscape(j)
+func (s *jobStore) encode(j *job) ([]byte, error) {
+	b, err := encodeJobFit(j, s.limit)
 	if err != nil {
 		return nil, fmt.Errorf("encode job %s: %w", j.ID, err)
 	}
@@ -152,7 +157,7 @@ func encodeJob(j *job) ([]byte, error) {
 // on the retry by its write token.
 func (s *jobStore) create(ctx context.Context, j *job) (uint64, error) {
 	j.Write = newWriteToken()
-	b, err := encodeJob(j)
+	b, err := s.encode(j)
 	if err != nil {
 		return 0, err
 	}
@@ -226,7 +231,7 @@ func (e *conflictError) Is(target error) bool { return target == errRevisionMism
 // errors are retried a few times, then returned.
 func (s *jobStore) put(ctx context.Context, next *job, rev uint64) (uint64, error) {
 	next.Write = newWriteToken()
-	b, err := encodeJob(next)
+	b, err := s.encode(next)
 	if err != nil {
 		return 0, err
 	}

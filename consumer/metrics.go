@@ -35,25 +35,34 @@ type Metrics struct {
 
 // maxModelLabels caps the distinct values of the model label: model ids come
 // from triggers, and a stream of made-up ids must not grow the series
-// without bound. Models past the cap are counted as "other".
+// without bound. Only a model fal has accepted a job of takes a label of its
+// own (admit); any other model, and any past the cap, is "other".
 const maxModelLabels = 100
+
+// maxModelLabelLen caps one label value (fal's ids are far shorter).
+const maxModelLabelLen = 128
 
 type modelLabels struct {
 	mu   sync.Mutex
 	seen map[string]struct{}
 }
 
-func (l *modelLabels) label(model string) string {
+// label returns the label value of model, admitting it to the set of
+// labelled models when admit is true and there is room.
+func (l *modelLabels) label(model string, admit bool) string {
+	if len(model) > maxModelLabelLen {
+		return "other"
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, ok := l.seen[model]; ok {
 		return model
 	}
+	if !admit || len(l.seen) >= maxModelLabels {
+		return "other"
+	}
 	if l.seen == nil {
 		l.seen = map[string]struct{}{}
-	}
-	if len(l.seen) >= maxModelLabels {
-		return "other"
 	}
 	l.seen[model] = struct{}{}
 	return model
@@ -163,7 +172,7 @@ func (m *Metrics) submit(model, outcome string) {
 	if m == nil {
 		return
 	}
-	m.submits.WithLabelValues(m.models.label(model), outcome).Inc()
+	m.submits.WithLabelValues(m.models.label(model, outcome == "accepted"), outcome).Inc()
 	if outcome == "ambiguous" {
 		m.ambiguousSubmits.Inc()
 	}
@@ -195,7 +204,7 @@ func (m *Metrics) finished(j *job, code publisher.Code, via string, now time.Tim
 	if j.ModelID == "" {
 		return // a trigger rejected before it named a model: not a job
 	}
-	model := m.models.label(j.ModelID)
+	model := m.models.label(j.ModelID, j.RequestID != "")
 	if !j.ReceivedAt.IsZero() {
 		m.endToEndSeconds.WithLabelValues(model).Observe(now.Sub(j.ReceivedAt).Seconds())
 	}
@@ -206,7 +215,7 @@ func (m *Metrics) finished(j *job, code publisher.Code, via string, now time.Tim
 
 func (m *Metrics) queueTime(model string, d time.Duration) {
 	if m != nil && d >= 0 {
-		m.falQueueSeconds.WithLabelValues(m.models.label(model)).Observe(d.Seconds())
+		m.falQueueSeconds.WithLabelValues(m.models.label(model, true)).Observe(d.Seconds())
 	}
 }
 

@@ -81,6 +81,8 @@ type Pool struct {
 	stopBy atomic.Int64
 	// pendingJobs is the count of submitted jobs of the last sweep.
 	pendingJobs atomic.Int64
+	// syncRuns bounds the sync and stream runs in progress.
+	syncRuns chan struct{}
 	// cancels bounds the cancel requests served at once.
 	cancels chan struct{}
 
@@ -157,6 +159,7 @@ func New(nc *nats.Conn, fal Fal, cfg config.Config, opts ...Option) (*Pool, erro
 	p.timers = newTimerSubjects(cfg)
 	p.owner = newWriteToken()
 	p.cancels = make(chan struct{}, cancelConcurrency)
+	p.syncRuns = make(chan struct{}, min(cfg.Limits.MaxSyncRuns, cfg.Limits.Workers))
 	p.webhookBase = cfg.Webhook.URL()
 	p.emit = &emitter{js: js, nc: nc, subjects: p.subjects, pattern: terminalPattern(p.subjects), log: p.log}
 	p.limiter = newModelLimiter(cfg.Limits.MaxInFlightPerModel, cfg.Limits.ModelLimits)
@@ -184,7 +187,7 @@ func (p *Pool) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer: job bucket %q: %w", p.cfg.Streams.JobsBucket, err)
 	}
-	p.store = newJobStore(p.js, kv, p.cfg.Streams.JobsBucket)
+	p.store = newJobStore(p.js, kv, p.cfg.Streams.JobsBucket, p.nc.MaxPayload())
 	if p.pending, err = p.js.Stream(ctx, p.cfg.Streams.Pending); err != nil {
 		return fmt.Errorf("consumer: pending stream %q: %w", p.cfg.Streams.Pending, err)
 	}

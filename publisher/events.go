@@ -159,6 +159,11 @@ const (
 	// CodeFalError: any other failure reported by fal (a request that
 	// completed with an error, another 4xx, ...).
 	CodeFalError Code = "fal_error"
+	// CodeResultTooLarge: fal completed the job but its output does not fit
+	// in one NATS message (the server's max_payload). RequestID names the
+	// request, whose result can be fetched from fal directly while fal keeps
+	// it.
+	CodeResultTooLarge Code = "result_too_large"
 )
 
 // Error is the error event, published on "<errors prefix>.<id>". It
@@ -179,6 +184,10 @@ type Error struct {
 	Trigger  json.RawMessage `json:"trigger,omitempty"`
 	Metadata json.RawMessage `json:"metadata,omitempty"`
 	At       time.Time       `json:"at"`
+	// Truncated is true when Detail, Trigger or Metadata were cut so that the
+	// event fits in one NATS message; a cut field holds a JSON string with
+	// the start of the original.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // Error returns "fal job <id>: <code>: <message>".

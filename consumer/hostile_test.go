@@ -68,7 +68,7 @@ func TestMarkupPromptFitsInItsRecord(t *testing.T) {
 	require.Nil(t, ev)
 	require.NotEmpty(t, res.RequestID)
 	b.requireSettled()
-	require.Equal(t, "done", b.jobState("markup-1"))
+	waitFor(t, "record done", func() bool { return b.jobState("markup-1") == "done" })
 }
 
 // bigOutputFal returns an output of n bytes for every result fetched.

@@ -80,8 +80,11 @@ const (
 	WebhookVerifyDefault = true
 	// WebhookToleranceDefault is webhook.tolerance.
 	WebhookToleranceDefault = 5 * time.Minute
-	// WebhookMaxBodyBytesDefault is webhook.max_body_bytes (10 MiB).
-	WebhookMaxBodyBytesDefault int64 = 10 << 20
+	// WebhookMaxBodyBytesDefault is webhook.max_body_bytes (2 MiB): twice
+	// NATS's default max_payload. A result larger than one NATS message can
+	// only end as result_too_large, which the poller reaches without the
+	// body; an unauthenticated 10 MiB per delivery bought nothing.
+	WebhookMaxBodyBytesDefault int64 = 2 << 20
 
 	// AdminListenDefault is admin.listen.
 	AdminListenDefault = ":9090"
@@ -379,7 +382,7 @@ type Webhook struct {
 	// Defaults to [WebhookToleranceDefault] (5m).
 	Tolerance time.Duration `koanf:"tolerance"`
 	// MaxBodyBytes is the largest webhook body accepted, in bytes. Defaults
-	// to [WebhookMaxBodyBytesDefault] (10 MiB).
+	// to [WebhookMaxBodyBytesDefault] (2 MiB).
 	MaxBodyBytes int64 `koanf:"max_body_bytes"`
 }
 

@@ -30,3 +30,6 @@ func Sweep(ctx context.Context, p *Pool) (swept bool, pending, rearmed int, err 
 
 // JobsPending is the value of falbridge_jobs_pending for this pool.
 func JobsPending(p *Pool) int64 { return p.pendingJobs.Load() }
+
+// WebhookBodiesInFlight is the number of webhook bodies being read.
+func WebhookBodiesInFlight(p *Pool) int { return len(p.webhookBodies) }

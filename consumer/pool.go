@@ -81,6 +81,11 @@ type Pool struct {
 	stopBy atomic.Int64
 	// pendingJobs is the count of submitted jobs of the last sweep.
 	pendingJobs atomic.Int64
+	// webhookBodies bounds the webhook deliveries being read at once.
+	webhookBodies chan struct{}
+	// lastRejectLog and suppressedRejects rate-limit the log lines about
+	// rejected webhook deliveries.
+	lastRejectLog, suppressedRejects atomic.Int64
 	// syncRuns bounds the sync and stream runs in progress.
 	syncRuns chan struct{}
 	// cancels bounds the cancel requests served at once.
@@ -159,6 +164,7 @@ func New(nc *nats.Conn, fal Fal, cfg config.Config, opts ...Option) (*Pool, erro
 	p.timers = newTimerSubjects(cfg)
 	p.owner = newWriteToken()
 	p.cancels = make(chan struct{}, cancelConcurrency)
+	p.webhookBodies = make(chan struct{}, webhookBodiesInFlight)
 	p.syncRuns = make(chan struct{}, min(cfg.Limits.MaxSyncRuns, cfg.Limits.Workers))
 	p.webhookBase = cfg.Webhook.URL()
 	p.emit = &emitter{js: js, nc: nc, subjects: p.subjects, pattern: terminalPattern(p.subjects), log: p.log}

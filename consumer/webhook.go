@@ -2,11 +2,14 @@ package consumer
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/falbridge/falbridge/falclient"
@@ -36,6 +39,23 @@ func (p *Pool) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	p.metrics.webhook("received")
+	if p.cfg.Webhook.Verify {
+		// Cheap checks first: nobody gets us to buffer a body without
+		// headers that could possibly verify.
+		if err := checkSignatureHeaders(r.Header, start, p.cfg.Webhook.Tolerance); err != nil {
+			p.rejectedWebhook(r, err)
+			p.reply(w, http.StatusUnauthorized, "bad_signature", "signature verification failed")
+			return
+		}
+	}
+	select {
+	case p.webhookBodies <- struct{}{}:
+		defer func() { <-p.webhookBodies }()
+	default:
+		// fal retries a 503: a flood of bodies waits at fal, not here.
+		p.reply(w, http.StatusServiceUnavailable, "retry", "too many webhook deliveries in progress")
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.cfg.Webhook.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -63,7 +83,7 @@ func (p *Pool) serveWebhook(w http.ResponseWriter, r *http.Request) {
 				p.reply(w, http.StatusServiceUnavailable, "retry", "signing keys unavailable")
 				return
 			}
-			p.log.Warn("webhook rejected: bad signature", "err", err, "remote", r.RemoteAddr)
+			p.rejectedWebhook(r, err)
 			p.reply(w, http.StatusUnauthorized, "bad_signature", "signature verification failed")
 			return
 		}
@@ -190,3 +210,51 @@ func webhookReply(w http.ResponseWriter, code int, status, message string) {
 		Message string `json:"message,omitempty"`
 	}{status, message})
 }
+
+// webhookBodiesInFlight bounds the webhook bodies being read and handled at
+// once: each may be up to webhook.max_body_bytes.
+const webhookBodiesInFlight = 64
+
+// checkSignatureHeaders checks what can be checked of a delivery's
+// signature before its body is read: the four headers are there, the
+// timestamp is decimal Unix seconds within tolerance of now, and the
+// signature is 64 bytes of hex. Verify checks all of it again, and the
+// signature itself.
+func checkSignatureHeaders(h http.Header, now time.Time, tolerance time.Duration) error {
+	for _, name := range []string{falclient.HeaderWebhookRequestID, falclient.HeaderWebhookUserID, falclient.HeaderWebhookTimestamp, falclient.HeaderWebhookSignature} {
+		if h.Get(name) == "" {
+			return fmt.Errorf("missing header %s", name)
+		}
+	}
+	ts, err := strconv.ParseInt(h.Get(falclient.HeaderWebhookTimestamp), 10, 64)
+	if err != nil || ts < 0 {
+		return errors.New("timestamp is not decimal Unix seconds")
+	}
+	if skew := now.Sub(time.Unix(ts, 0)); skew > tolerance || skew < -tolerance {
+		return fmt.Errorf("timestamp is %s away from now, beyond ±%s", skew.Round(time.Second), tolerance)
+	}
+	if sig := h.Get(falclient.HeaderWebhookSignature); len(sig) != 2*ed25519.SignatureSize {
+		return fmt.Errorf("signature has %d hex digits, want %d", len(sig), 2*ed25519.SignatureSize)
+	} else if _, err := hex.DecodeString(sig); err != nil {
+		return errors.New("signature is not hex")
+	}
+	return nil
+}
+
+// rejectedWebhook logs a rejected delivery, at most one line per
+// rejectedLogEvery: a flood of bogus deliveries must not flood the logs. The
+// metric falbridge_webhooks_total{outcome="rejected"} counts every one.
+func (p *Pool) rejectedWebhook(r *http.Request, err error) {
+	now := time.Now().UnixNano()
+	last := p.lastRejectLog.Load()
+	if now-last < int64(rejectedLogEvery) || !p.lastRejectLog.CompareAndSwap(last, now) {
+		p.suppressedRejects.Add(1)
+		return
+	}
+	p.log.Warn("webhook rejected: bad signature", "err", err, "remote", r.RemoteAddr,
+		"suppressed_since_last", p.suppressedRejects.Swap(0))
+}
+
+// rejectedLogEvery is the least time between two log lines about rejected
+// webhook deliveries.
+const rejectedLogEvery = 10 * time.Second

@@ -2,10 +2,14 @@ package consumer_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,4 +152,123 @@ func TestWebhookJWKSUnavailableAsksForRetry(t *testing.T) {
 	rec := httptest.NewRecorder()
 	p.WebhookHandler().ServeHTTP(rec, req)
 	require.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
+}
+
+// countingReader counts the bytes read from it.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// plausibleHeaders are signature headers of the right shape that do not
+// verify.
+func plausibleHeaders() http.Header {
+	return http.Header{"X-Fal-Webhook-Request-Id": {"r-1"}, "X-Fal-Webhook-User-Id": {"u"},
+		"X-Fal-Webhook-Timestamp": {strconv.FormatInt(time.Now().Unix(), 10)}, "X-Fal-Webhook-Signature": {strings.Repeat("ab", 64)}}
+}
+
+// Weak spot: the webhook buffered up to 10 MiB of an unauthenticated body
+// before it looked for a signature, with no cap on bodies at once, and it
+// logged one WARN line per bogus delivery.
+func TestWebhookRejectsBeforeReadingAndLogsSampled(t *testing.T) {
+	t.Parallel()
+	var logs logCounter
+	b := setup(t)
+	p, err := consumer.New(b.nc, b.fal, b.cfg, consumer.WithVerifier(b.fal.Verifier()), consumer.WithLogger(logs.logger()))
+	require.NoError(t, err)
+	b.start(p)
+
+	cases := []struct {
+		name   string
+		header http.Header
+	}{
+		{"no headers", nil},
+		{"stale timestamp", http.Header{"X-Fal-Webhook-Request-Id": {"r"}, "X-Fal-Webhook-User-Id": {"u"}, "X-Fal-Webhook-Timestamp": {"1"}, "X-Fal-Webhook-Signature": {strings.Repeat("ab", 64)}}},
+		{"short signature", http.Header{"X-Fal-Webhook-Request-Id": {"r"}, "X-Fal-Webhook-User-Id": {"u"}, "X-Fal-Webhook-Timestamp": {strconv.FormatInt(time.Now().Unix(), 10)}, "X-Fal-Webhook-Signature": {"abcd"}}},
+	}
+	for _, tc := range cases {
+		body := &countingReader{r: strings.NewReader(strings.Repeat("x", 1<<20))}
+		req := httptest.NewRequest(http.MethodPost, "/fal/webhook?job=a", body)
+		for k, v := range tc.header {
+			req.Header[k] = v
+		}
+		rec := httptest.NewRecorder()
+		p.WebhookHandler().ServeHTTP(rec, req)
+		require.Equal(t, http.StatusUnauthorized, rec.Code, tc.name)
+		require.Zero(t, body.n.Load(), "%s: no byte of the body is read", tc.name)
+	}
+
+	// A flood of plausible but forged deliveries: every one rejected,
+	// only the first logged within the sampling period.
+	for range 200 {
+		req := httptest.NewRequest(http.MethodPost, "/fal/webhook?job=a", strings.NewReader(`{"request_id":"r-1","status":"OK"}`))
+		req.Header = plausibleHeaders()
+		rec := httptest.NewRecorder()
+		p.WebhookHandler().ServeHTTP(rec, req)
+		require.Equal(t, http.StatusUnauthorized, rec.Code)
+	}
+	require.LessOrEqual(t, logs.count("webhook rejected"), 2, "rejected deliveries are logged sampled")
+}
+
+// Weak spot: 32 concurrent bodies added 376 MiB. At most 64 bodies are read
+// at once; the next delivery is told to come back (fal retries a 503).
+func TestWebhookBodiesInFlightAreCapped(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := b.startPool()
+	var (
+		wg      sync.WaitGroup
+		writers []*io.PipeWriter
+	)
+	for range 64 {
+		pr, pw := io.Pipe()
+		writers = append(writers, pw)
+		req := httptest.NewRequest(http.MethodPost, "/fal/webhook?job=a", pr)
+		req.Header = plausibleHeaders()
+		wg.Go(func() { p.WebhookHandler().ServeHTTP(httptest.NewRecorder(), req) })
+	}
+	// Each of the 64 is blocked reading its body; the 65th is refused.
+	waitFor(t, "64 bodies in flight", func() bool { return consumer.WebhookBodiesInFlight(p) == 64 })
+	req := httptest.NewRequest(http.MethodPost, "/fal/webhook?job=a", strings.NewReader(`{}`))
+	req.Header = plausibleHeaders()
+	rec := httptest.NewRecorder()
+	p.WebhookHandler().ServeHTTP(rec, req)
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
+	for _, w := range writers {
+		_ = w.CloseWithError(io.ErrUnexpectedEOF)
+	}
+	wg.Wait()
+}
+
+// logCounter captures log lines for counting.
+type logCounter struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logCounter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, string(p))
+	return len(p), nil
+}
+
+func (l *logCounter) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
+func (l *logCounter) count(substr string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range l.lines {
+		if strings.Contains(line, substr) {
+			n++
+		}
+	}
+	return n
 }

@@ -73,6 +73,7 @@ func (p *Pool) finish(_ context.Context, j *job, rev uint64, res *publisher.Resu
 	if err := p.store.markDone(ctx, j, rev, outcome, p.now().UTC()); err != nil {
 		return published, err
 	}
+	p.recent.put(j, 0)
 	if published {
 		p.log.Debug("job done", "trigger_id", j.ID, "request_id", j.RequestID, "model_id", j.ModelID, "outcome", outcome, "via", via)
 	}

@@ -267,7 +267,7 @@ func (p *Pool) submitQueue(ctx context.Context, d *delivery, t *publisher.Trigge
 	next.GatewayRequestID = resp.GatewayRequestID
 	next.SubmittedAt = p.now().UTC()
 	next.Owner, next.LeaseUntil, next.RetryReason = "", time.Time{}, ""
-	_, err = p.store.put(wctx, &next, rev)
+	nrev, err := p.store.put(wctx, &next, rev)
 	var conflict *conflictError
 	if errors.As(err, &conflict) {
 		cur := conflict.cur
@@ -295,6 +295,7 @@ func (p *Pool) submitQueue(ctx context.Context, d *delivery, t *publisher.Trigge
 		return nakAfter(natsDelays.after(int(d.delivered), 0))
 	}
 	*j = next
+	p.recent.put(j, nrev)
 	if err := p.arm(wctx, j.ID, p.firstCheck(j)); err != nil {
 		p.log.Warn("arm timer failed; will retry", "trigger_id", j.ID, "err", err)
 		return nakAfter(natsDelays.after(int(d.delivered), 0))

@@ -86,6 +86,8 @@ type Pool struct {
 	// lastRejectLog and suppressedRejects rate-limit the log lines about
 	// rejected webhook deliveries.
 	lastRejectLog, suppressedRejects atomic.Int64
+	// recent caches the records this pool wrote last (see cache.go).
+	recent *recentJobs
 	// syncRuns bounds the sync and stream runs in progress.
 	syncRuns chan struct{}
 	// cancels bounds the cancel requests served at once.
@@ -165,6 +167,7 @@ func New(nc *nats.Conn, fal Fal, cfg config.Config, opts ...Option) (*Pool, erro
 	p.owner = newWriteToken()
 	p.cancels = make(chan struct{}, cancelConcurrency)
 	p.webhookBodies = make(chan struct{}, webhookBodiesInFlight)
+	p.recent = newRecentJobs()
 	p.syncRuns = make(chan struct{}, min(cfg.Limits.MaxSyncRuns, cfg.Limits.Workers))
 	p.webhookBase = cfg.Webhook.URL()
 	p.emit = &emitter{js: js, nc: nc, subjects: p.subjects, pattern: terminalPattern(p.subjects), log: p.log}

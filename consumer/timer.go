@@ -164,6 +164,9 @@ func (p *Pool) handleTimer(ctx context.Context, msg jetstream.Msg) verdict {
 	if now.Before(tm.Due) {
 		return nakAfter(tm.Due.Sub(now))
 	}
+	if p.recent.isDone(tm.ID) {
+		return ack() // ended here (by its webhook, most often): no KV read
+	}
 	j, rev, err := p.store.get(ctx, tm.ID)
 	if errors.Is(err, errJobNotFound) {
 		return ack()

@@ -115,7 +115,10 @@ func (p *Pool) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		p.reply(w, http.StatusBadRequest, "bad_job", "missing or invalid ?job= key")
 		return
 	}
-	j, rev, err := p.store.get(ctx, id)
+	j, rev, ok := p.recent.get(id)
+	if !ok {
+		j, rev, err = p.store.get(ctx, id)
+	}
 	switch {
 	case errors.Is(err, errJobNotFound):
 		p.log.Warn("webhook for unknown job", "trigger_id", id, "request_id", wh.RequestID)

@@ -102,6 +102,17 @@ type Trigger struct {
 	Priority string `json:"priority,omitempty"`
 	// Timeout bounds the whole job; 0 means the consumer's default.
 	Timeout Duration `json:"timeout,omitempty"`
+	// Progress asks falbridge to follow fal's status stream for this job
+	// while it runs and publish what it reports (IN_QUEUE with the queue
+	// position, IN_PROGRESS, fal's log lines) as status events on
+	// "<status prefix>.<id>", also when fal completes the job by webhook.
+	// The cost: one extra streaming fal call (the status stream) per job,
+	// held open while the job runs, on top of the one submit; falbridge caps
+	// how many such streams it holds at once, and a job over the cap gets
+	// no live progress (its result is unaffected). false (the default) keeps
+	// a job to the one submit call, with status events only from the submit
+	// and from polls. `falbridge publish --wait` sets it.
+	Progress bool `json:"progress,omitempty"`
 }
 
 // Result is the result event, published on "<results prefix>.<id>".

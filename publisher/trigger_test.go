@@ -32,6 +32,21 @@ func TestDecodeTrigger(t *testing.T) {
 				`"result_subject":"app.done.job-1","metadata":{"user":[1,2]},"priority":"low","timeout":"1m30s"}`,
 		},
 		{
+			name: "progress asked",
+			body: `{"model_id":"m","input":{},"progress":true}`,
+			want: `{"model_id":"m","input":{},"progress":true}`,
+		},
+		{
+			name: "progress false is omitted",
+			body: `{"model_id":"m","input":{},"progress":false}`,
+			want: `{"model_id":"m","input":{}}`,
+		},
+		{
+			name: "progress is not input in the flat form",
+			body: `{"model_id":"m","prompt":"p","progress":true}`,
+			want: `{"model_id":"m","input":{"prompt":"p"},"progress":true}`,
+		},
+		{
 			name: "timeout in seconds",
 			body: `{"model_id":"m","input":{},"timeout":1.5}`,
 			want: `{"model_id":"m","input":{},"timeout":"1.5s"}`,
@@ -172,6 +187,8 @@ func TestDecodeTriggerErrors(t *testing.T) {
 		{"image_input list of numbers", `{"model":"m","image_input":[1]}`, "image_input"},
 		{"image_input object", `{"model":"m","image_input":{"url":"x"}}`, "image_input"},
 		{"image_input collides", `{"model":"m","input_params":{"image_url":"a"},"image_input":"b"}`, "image_input"},
+		{"progress string", `{"model_id":"m","input":{},"progress":"yes"}`, "progress"},
+		{"progress number", `{"model_id":"m","progress":1}`, "progress"},
 		{"use_streaming string", `{"model":"m","use_streaming":"yes"}`, "use_streaming"},
 		{"use_streaming true with sync", `{"model":"m","use_streaming":true,"mode":"sync"}`, "use_streaming"},
 		{"use_streaming false with stream", `{"model":"m","use_streaming":false,"mode":"stream"}`, "use_streaming"},

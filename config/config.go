@@ -104,6 +104,8 @@ const (
 	MaxSyncRunsDefault = 4
 	// MaxTimeoutDefault is limits.max_timeout.
 	MaxTimeoutDefault = 24 * time.Hour
+	// MaxProgressStreamsDefault is limits.max_progress_streams.
+	MaxProgressStreamsDefault = 64
 
 	// WebhookGraceDefault is polling.webhook_grace.
 	WebhookGraceDefault = 2 * time.Minute
@@ -437,6 +439,11 @@ type Limits struct {
 	// asking for more is rejected (invalid_trigger, naming "timeout").
 	// Defaults to [MaxTimeoutDefault] (24h).
 	MaxTimeout time.Duration `koanf:"max_timeout"`
+	// MaxProgressStreams bounds the fal status streams one replica follows
+	// at once for triggers that ask for live progress ("progress": true).
+	// A job over the cap gets no live progress; its result is unaffected.
+	// Defaults to [MaxProgressStreamsDefault] (64).
+	MaxProgressStreams int `koanf:"max_progress_streams"`
 }
 
 // ModelLimit returns the in-flight bound for model: its ModelLimits entry,
@@ -574,6 +581,7 @@ func Default() Config {
 			MaxInFlightPerModel: MaxInFlightPerModelDefault,
 			MaxSyncRuns:         MaxSyncRunsDefault,
 			MaxTimeout:          MaxTimeoutDefault,
+			MaxProgressStreams:  MaxProgressStreamsDefault,
 		},
 		Polling: Polling{
 			WebhookGrace: WebhookGraceDefault,

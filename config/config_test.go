@@ -104,7 +104,7 @@ func TestKeysAndEnvNames(t *testing.T) {
 	t.Parallel()
 
 	keys := Keys()
-	require.Len(t, keys, 69)
+	require.Len(t, keys, 70)
 	require.Equal(t, "nats.url", keys[0])
 	require.Equal(t, "log.format", keys[len(keys)-1])
 	seen := map[string]bool{}

@@ -69,6 +69,7 @@ var help = map[string]string{
 	"limits.model_limits":            "per-model pending limits, model=n,model2=m",
 	"limits.max_sync_runs":           "sync and stream runs in progress at once on one replica (at most limits.workers)",
 	"limits.max_timeout":             "largest timeout a trigger may ask for",
+	"limits.max_progress_streams":    "fal status streams followed at once for triggers with \"progress\": true (0: none)",
 
 	"polling.webhook_grace":   "how long to wait for a webhook before polling",
 	"polling.min_interval":    "first poll interval",

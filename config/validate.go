@@ -160,6 +160,9 @@ func (c *Config) Validate() error {
 		v.add("limits.max_sync_runs", "must be ≥ 1 (got %d)", l.MaxSyncRuns)
 	}
 	v.positive("limits.max_timeout", l.MaxTimeout)
+	if l.MaxProgressStreams < 0 {
+		v.add("limits.max_progress_streams", "must be ≥ 0 (got %d; 0 turns live progress off)", l.MaxProgressStreams)
+	}
 	if l.MaxTimeout > 0 && c.Polling.JobDeadline > l.MaxTimeout {
 		v.add("polling.job_deadline", "must be ≤ limits.max_timeout (%s > %s)", formatDuration(c.Polling.JobDeadline), formatDuration(l.MaxTimeout))
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/falbridge/falbridge/config"
 	"github.com/falbridge/falbridge/consumer"
 	"github.com/falbridge/falbridge/falclient"
+	"github.com/falbridge/falbridge/publisher"
 )
 
 // kvFault makes the job store's write of one state fail once with a NATS
@@ -338,4 +339,42 @@ func TestLongJobWithWorkingWebhooksIsNotPolled(t *testing.T) {
 	require.Zero(t, st.StatusCalls, "no poll while webhooks work")
 	require.Zero(t, st.ResultCalls)
 	b.requireFalOutput(res)
+}
+
+// Live progress with webhooks: a trigger with "progress": true gets
+// IN_PROGRESS and fal's log lines while it runs, from one status stream; a
+// trigger without it costs its submit alone.
+func TestLiveProgressInWebhookMode(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.startPool()
+	sub, err := b.nc.SubscribeSync(b.cfg.Subjects.Status + ".live-1")
+	require.NoError(t, err)
+	b.publish("p", `{"id":"live-1","model_id":"fal-ai/flux/schnell","progress":true,"input":{"prompt":"p","_sim":{"latency_ms":1500}}}`)
+	res, ev := b.terminal("live-1")
+	require.Nil(t, ev)
+	require.NotEmpty(t, res.RequestID)
+	states := map[string]int{}
+	logs := 0
+	for {
+		m, err := sub.NextMsg(200 * time.Millisecond)
+		if err != nil {
+			break
+		}
+		var st publisher.Status
+		require.NoError(t, json.Unmarshal(m.Data, &st))
+		states[st.State]++
+		if len(st.Logs) > 0 {
+			logs++
+		}
+	}
+	require.Positive(t, states[publisher.StateInProgress], "IN_PROGRESS while it runs: %v", states)
+	require.Positive(t, logs, "fal's log lines")
+	st := b.stats()
+	require.EqualValues(t, 1, st.StatusStreams)
+
+	b.publish("q", `{"id":"quiet-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
+	_, ev = b.terminal("quiet-1")
+	require.Nil(t, ev)
+	require.EqualValues(t, 1, b.stats().StatusStreams, "no stream for a job nobody watches")
 }

@@ -302,6 +302,9 @@ func (p *Pool) submitQueue(ctx context.Context, d *delivery, t *publisher.Trigge
 	}
 	pos := resp.QueuePosition
 	p.emit.publishStatus(&publisher.Status{ID: j.ID, RequestID: resp.RequestID, State: string(falclient.StateInQueue), QueuePosition: &pos, At: p.now().UTC()})
+	if t.Progress {
+		p.followProgress(j)
+	}
 	p.log.Debug("submitted", "trigger_id", j.ID, "request_id", resp.RequestID, "model_id", j.ModelID)
 	if h := p.hooks.beforeAck; h != nil {
 		h(j.ID)

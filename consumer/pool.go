@@ -24,6 +24,7 @@ import (
 type Fal interface {
 	Submit(ctx context.Context, model string, input any, opts falclient.SubmitOptions) (*falclient.SubmitResponse, error)
 	Status(ctx context.Context, model, requestID string, withLogs bool) (*falclient.Status, error)
+	StatusStream(ctx context.Context, model, requestID string, withLogs bool, onStatus func(*falclient.Status) error) (*falclient.Status, error)
 	Result(ctx context.Context, model, requestID string) (json.RawMessage, error)
 	Cancel(ctx context.Context, model, requestID string) error
 	Run(ctx context.Context, model string, input any, opts falclient.RunOptions) (json.RawMessage, error)
@@ -86,6 +87,12 @@ type Pool struct {
 	// lastRejectLog and suppressedRejects rate-limit the log lines about
 	// rejected webhook deliveries.
 	lastRejectLog, suppressedRejects atomic.Int64
+	// progressSlots bounds the status streams followed for live progress;
+	// progressCtx ends them (at Stop), progressInHand counts them.
+	progressSlots  chan struct{}
+	progressCtx    context.Context
+	endProgress    context.CancelFunc
+	progressInHand sync.WaitGroup
 	// recent caches the records this pool wrote last (see cache.go).
 	recent *recentJobs
 	// syncRuns bounds the sync and stream runs in progress.
@@ -168,6 +175,8 @@ func New(nc *nats.Conn, fal Fal, cfg config.Config, opts ...Option) (*Pool, erro
 	p.cancels = make(chan struct{}, cancelConcurrency)
 	p.webhookBodies = make(chan struct{}, webhookBodiesInFlight)
 	p.recent = newRecentJobs()
+	p.progressSlots = make(chan struct{}, cfg.Limits.MaxProgressStreams)
+	p.progressCtx, p.endProgress = context.WithCancel(context.Background())
 	p.syncRuns = make(chan struct{}, min(cfg.Limits.MaxSyncRuns, cfg.Limits.Workers))
 	p.webhookBase = cfg.Webhook.URL()
 	p.emit = &emitter{js: js, nc: nc, subjects: p.subjects, pattern: terminalPattern(p.subjects), log: p.log}
@@ -311,6 +320,7 @@ func (p *Pool) Stop(ctx context.Context) error {
 		if dl, ok := ctx.Deadline(); ok {
 			p.stopBy.Store(dl.UnixNano())
 		}
+		p.endProgress()
 		if p.cancelSb != nil {
 			_ = p.cancelSb.Unsubscribe()
 		}
@@ -337,6 +347,7 @@ func (p *Pool) Stop(ctx context.Context) error {
 		go func() {
 			p.workers.Wait()
 			p.cancelsInHand.Wait()
+			p.progressInHand.Wait()
 			close(done)
 		}()
 		select {

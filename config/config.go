@@ -95,7 +95,7 @@ const (
 	DevAdminListen = "127.0.0.1:9090"
 
 	// WorkersDefault is limits.workers.
-	WorkersDefault = 16
+	WorkersDefault = 64
 	// MaxInFlightDefault is limits.max_in_flight.
 	MaxInFlightDefault = 256
 	// MaxInFlightPerModelDefault is limits.max_in_flight_per_model (0: no cap).
@@ -416,14 +416,17 @@ type Admin struct {
 // Limits bounds concurrency (keys limits.*).
 type Limits struct {
 	// Workers is the number of triggers handled at once. Defaults to
-	// [WorkersDefault] (16).
+	// [WorkersDefault] (64).
 	Workers int `koanf:"workers"`
-	// MaxInFlight is the number of jobs submitted to fal and not finished,
-	// across all models, above which the pool stops pulling triggers. It must
-	// be at least Workers. Defaults to [MaxInFlightDefault] (256).
+	// MaxInFlight is the number of triggers delivered and not yet settled,
+	// across all replicas (the trigger consumer's MaxAckPending), above which
+	// the server hands out no more. It does not bound the jobs waiting at
+	// fal: a queue-mode trigger is settled once fal has it. It must be at
+	// least Workers. Defaults to [MaxInFlightDefault] (256).
 	MaxInFlight int `koanf:"max_in_flight"`
-	// MaxInFlightPerModel is the same bound per model; 0 means no per-model
-	// bound. Defaults to [MaxInFlightPerModelDefault] (0).
+	// MaxInFlightPerModel bounds the triggers of one model being submitted
+	// or run at once on one replica; 0 means no per-model bound. Defaults to
+	// [MaxInFlightPerModelDefault] (0).
 	MaxInFlightPerModel int `koanf:"max_in_flight_per_model"`
 	// ModelLimits overrides MaxInFlightPerModel for single model ids, e.g.
 	// {"fal-ai/flux/dev": 4}. In YAML a mapping; in FALBRIDGE_LIMITS_MODEL_LIMITS

@@ -86,7 +86,7 @@ func TestDefaults(t *testing.T) {
 		{"webhook.path", c.Webhook.Path, "/fal/webhook"},
 		{"webhook.verify", c.Webhook.Verify, true},
 		{"admin.listen", c.Admin.Listen, ":9090"},
-		{"limits.workers", c.Limits.Workers, 16},
+		{"limits.workers", c.Limits.Workers, 64},
 		{"limits.max_in_flight", c.Limits.MaxInFlight, 256},
 		{"consumer.ambiguous_submit_policy", c.Consumer.AmbiguousSubmitPolicy, "fail"},
 		{"log.level", c.Log.Level, "info"},
@@ -141,7 +141,7 @@ func TestRegisterFlags(t *testing.T) {
 		require.NotNil(t, f, k)
 		require.NotEmpty(t, f.Usage, k)
 	}
-	require.Equal(t, "16", fs.Lookup("limits.workers").DefValue)
+	require.Equal(t, "64", fs.Lookup("limits.workers").DefValue)
 	require.Equal(t, "30s", fs.Lookup("polling.max_interval").DefValue)
 	require.Equal(t, "true", fs.Lookup("webhook.verify").DefValue)
 	require.Equal(t, "127.0.0.1:4222", fs.Lookup("nats.embedded.listen").DefValue)

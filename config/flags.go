@@ -64,8 +64,8 @@ var help = map[string]string{
 	"admin.listen": "metrics and health listener (host:port)",
 
 	"limits.workers":                 "triggers handled at once",
-	"limits.max_in_flight":           "jobs pending at fal above which pulling stops (≥ limits.workers)",
-	"limits.max_in_flight_per_model": "jobs pending at fal per model (0: no limit)",
+	"limits.max_in_flight":           "triggers delivered and not yet settled, across replicas (≥ limits.workers); not jobs waiting at fal",
+	"limits.max_in_flight_per_model": "triggers of one model submitted or run at once per replica (0: no limit)",
 	"limits.model_limits":            "per-model pending limits, model=n,model2=m",
 	"limits.max_sync_runs":           "sync and stream runs in progress at once on one replica (at most limits.workers)",
 	"limits.max_timeout":             "largest timeout a trigger may ask for",

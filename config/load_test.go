@@ -242,9 +242,9 @@ polling:
 		},
 		{
 			name:  "flag set to its default still wins",
-			flags: []string{"--limits.workers=16"},
+			flags: []string{"--limits.workers=64"},
 			check: func(t *testing.T, c *Config) {
-				require.Equal(t, 16, c.Limits.Workers)
+				require.Equal(t, 64, c.Limits.Workers)
 			},
 		},
 	}

@@ -28,8 +28,8 @@ func TestValidate(t *testing.T) {
 	}{
 		// limits
 		{"workers zero", func(c *Config) { c.Limits.Workers = 0 }, "limits.workers", "must be ≥ 1 (got 0)"},
-		{"max_in_flight below workers", func(c *Config) { c.Limits.MaxInFlight = 8 }, "limits.max_in_flight", "must be ≥ limits.workers (8 < 16)"},
-		{"max_in_flight equal workers", func(c *Config) { c.Limits.MaxInFlight = 16 }, "", ""},
+		{"max_in_flight below workers", func(c *Config) { c.Limits.MaxInFlight = 8 }, "limits.max_in_flight", "must be ≥ limits.workers (8 < 64)"},
+		{"max_in_flight equal workers", func(c *Config) { c.Limits.MaxInFlight = 64 }, "", ""},
 		{"per-model negative", func(c *Config) { c.Limits.MaxInFlightPerModel = -1 }, "limits.max_in_flight_per_model", "must be ≥ 0"},
 		{"model limit zero", func(c *Config) { c.Limits.ModelLimits = map[string]int{"fal-ai/flux/dev": 0} }, "limits.model_limits", `"fal-ai/flux/dev": must be ≥ 1 (got 0)`},
 		{"model limit empty id", func(c *Config) { c.Limits.ModelLimits = map[string]int{" ": 1} }, "limits.model_limits", "model id must not be empty"},

@@ -28,8 +28,10 @@ const cancelConcurrency = 16
 type CancelReply struct {
 	// ID is the trigger id.
 	ID string `json:"id"`
-	// Status is one of "canceled", "already_done", "already_completed"
-	// (fal finished first; the result follows), "unknown" or "error".
+	// Status is one of "canceled", "cancel_requested" (fal was asked to
+	// stop a running job; its outcome, canceled or the result, follows),
+	// "already_done", "already_completed" (fal finished first; the result
+	// follows), "unknown" or "error".
 	Status  string `json:"status"`
 	Message string `json:"message,omitempty"`
 }
@@ -79,9 +81,12 @@ func (p *Pool) cancelJob(ctx context.Context, id string) CancelReply {
 		switch {
 		case errors.Is(err, falclient.ErrAlreadyCompleted):
 			return CancelReply{ID: id, Status: "already_completed", Message: "fal finished the job first; its result follows"}
-		case err != nil && !errors.Is(err, falclient.ErrNotFound):
+		case err == nil:
+			return p.awaitCancel(ctx, j, rev)
+		case !errors.Is(err, falclient.ErrNotFound):
 			return CancelReply{ID: id, Status: "error", Message: fmt.Sprintf("cancel at fal: %v", err)}
 		}
+		// fal does not know the request (any more): nothing runs there.
 	}
 	f := failure{Code: publisher.CodeCanceled, Message: "canceled by request on " + p.subjects.Cancel(id)}
 	published, err := p.finish(ctx, j, rev, nil, &f, viaCancel)
@@ -101,4 +106,54 @@ func (p *Pool) cancelJob(ctx context.Context, id string) CancelReply {
 		return CancelReply{ID: id, Status: "already_done", Message: "job had already ended: " + j.Outcome}
 	}
 	return CancelReply{ID: id, Status: "canceled"}
+}
+
+// awaitCancel decides after fal accepted a cancel of a submitted job. A
+// cancel only signals a running app: it may stop (fal's outcome is then a
+// 499, and the job ends canceled) or finish regardless (billed, and its
+// output is the result). So falbridge records the request and looks once:
+// if fal has an outcome already, the job ends with it; if not, fal's webhook
+// or the job's timer, brought forward, ends it with whatever fal says.
+func (p *Pool) awaitCancel(ctx context.Context, j *job, rev uint64) CancelReply {
+	next := *j
+	next.CancelRequestedAt = p.now().UTC()
+	nrev, err := p.store.put(ctx, &next, rev)
+	var conflict *conflictError
+	switch {
+	case errors.As(err, &conflict) && conflict.cur.State == stateDone:
+		return p.cancelOutcome(conflict.cur)
+	case err != nil:
+		return CancelReply{ID: j.ID, Status: "error", Message: fmt.Sprintf("record the cancel: %v", err)}
+	}
+	*j, rev = next, nrev
+	sctx, scancel := context.WithTimeout(ctx, p.callBudget())
+	st, err := p.fal.Status(sctx, j.ModelID, j.RequestID, false)
+	scancel()
+	if err == nil && st.Done() {
+		if v := p.fetchResult(ctx, j, rev, viaCancel); v.kind == verdictAck {
+			if cur, _, gerr := p.store.get(ctx, j.ID); gerr == nil && cur.State == stateDone {
+				return p.cancelOutcome(cur)
+			}
+		}
+	}
+	// Still running (or fal did not answer): fal's outcome decides. The
+	// timer looks again soon in case its webhook does not come.
+	actx, acancel := p.finishContext()
+	defer acancel()
+	if aerr := p.arm(actx, j.ID, p.now().Add(p.cfg.Polling.MinInterval)); aerr != nil {
+		p.log.Warn("cancel: bring timer forward failed", "trigger_id", j.ID, "err", aerr)
+	}
+	return CancelReply{ID: j.ID, Status: "cancel_requested", Message: "fal was asked to cancel the running job; " +
+		"its outcome follows: canceled if the app stops, else its result (billed)"}
+}
+
+// cancelOutcome is the reply for a job that ended after a cancel request.
+func (p *Pool) cancelOutcome(j *job) CancelReply {
+	if j.Outcome == string(publisher.CodeCanceled) {
+		return CancelReply{ID: j.ID, Status: "canceled"}
+	}
+	if j.Outcome == "result" {
+		return CancelReply{ID: j.ID, Status: "already_completed", Message: "fal finished the job before the cancel took effect; its result is published"}
+	}
+	return CancelReply{ID: j.ID, Status: "already_done", Message: "job ended: " + j.Outcome}
 }

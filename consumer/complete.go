@@ -103,7 +103,7 @@ const (
 )
 
 func (p *Pool) newResult(j *job, output json.RawMessage) *publisher.Result {
-	return &publisher.Result{
+	r := &publisher.Result{
 		ID:          j.ID,
 		ModelID:     j.ModelID,
 		RequestID:   j.RequestID,
@@ -114,6 +114,10 @@ func (p *Pool) newResult(j *job, output json.RawMessage) *publisher.Result {
 		CompletedAt: p.now().UTC(),
 		Attempts:    j.Attempts,
 	}
+	if !j.CancelRequestedAt.IsZero() {
+		r.Note = "a cancel was requested at " + j.CancelRequestedAt.Format(time.RFC3339) + ", but fal finished the run first (it is billed)"
+	}
+	return r
 }
 
 func (p *Pool) newError(j *job, f *failure) *publisher.Error {

@@ -76,6 +76,8 @@ type job struct {
 	// on the submit, and until when a redelivery must leave it alone.
 	Owner      string    `json:"owner,omitempty"`
 	LeaseUntil time.Time `json:"lease_until,omitzero"`
+	// CancelRequestedAt is when fal was asked to cancel the running job.
+	CancelRequestedAt time.Time `json:"cancel_requested_at,omitzero"`
 	// RetryReason says why the last submit was refused (state retry).
 	RetryReason string    `json:"retry_reason,omitempty"`
 	ReceivedAt  time.Time `json:"received_at"`

@@ -128,6 +128,9 @@ type Result struct {
 	CompletedAt time.Time       `json:"completed_at"`
 	// Attempts counts the deliveries of the trigger it took.
 	Attempts int `json:"attempts"`
+	// Note explains something unusual about the result, e.g. that a cancel
+	// was requested but fal finished (and billed) the run first.
+	Note string `json:"note,omitempty"`
 }
 
 // Code classifies an error event.

@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -56,6 +57,14 @@ const (
 	StatusPrefixDefault = "fal.status"
 	// CancelPrefixDefault is subjects.cancel.
 	CancelPrefixDefault = "fal.cancel"
+	// ResultSubjectAllowDefault is the one pattern of
+	// subjects.result_subject_allow: a trigger's result_subject may name any
+	// subject under "app.", the prefix documented for users' own subjects.
+	ResultSubjectAllowDefault = "app.>"
+	// PendingNamespace is the first token of the subjects falbridge keeps
+	// to itself (the poller's timers live on
+	// "falbridge.<streams.pending lower-cased>.<id>"). It is not a key.
+	PendingNamespace = "falbridge"
 
 	// QueueURLDefault is fal.queue_url.
 	QueueURLDefault = "https://queue.fal.run"
@@ -329,6 +338,17 @@ type Subjects struct {
 	// Cancel is the prefix of cancel requests. Defaults to
 	// [CancelPrefixDefault] ("fal.cancel").
 	Cancel string `koanf:"cancel"`
+	// ResultSubjectAllow lists the subject patterns a trigger's
+	// result_subject may match; an empty list allows none. Whatever it
+	// says, falbridge's own subjects ([Config.ReservedSubjects]) and the
+	// server's ($KV, $JS, $SYS, every "$…", _INBOX) are refused: the copy is
+	// published with falbridge's NATS identity, so outside input must not
+	// choose where falbridge writes. In YAML a list; in
+	// FALBRIDGE_SUBJECTS_RESULT_SUBJECT_ALLOW and
+	// --subjects.result_subject_allow comma-separated. A later source
+	// replaces the whole list. Defaults to [[ResultSubjectAllowDefault]]
+	// ("app.>").
+	ResultSubjectAllow []string `koanf:"result_subject_allow"`
 }
 
 // Fal configures the fal API client (keys fal.*).
@@ -555,11 +575,12 @@ func Default() Config {
 			MaxTriggerBytes: MaxTriggerBytesDefault,
 		},
 		Subjects: Subjects{
-			Requests: RequestsSubjectDefault,
-			Results:  ResultsPrefixDefault,
-			Errors:   ErrorsPrefixDefault,
-			Status:   StatusPrefixDefault,
-			Cancel:   CancelPrefixDefault,
+			Requests:           RequestsSubjectDefault,
+			Results:            ResultsPrefixDefault,
+			Errors:             ErrorsPrefixDefault,
+			Status:             StatusPrefixDefault,
+			Cancel:             CancelPrefixDefault,
+			ResultSubjectAllow: []string{ResultSubjectAllowDefault},
 		},
 		Fal: Fal{
 			QueueURL:       QueueURLDefault,
@@ -619,13 +640,52 @@ func Dev() Config {
 }
 
 // Redacted returns a copy of c with every set secret (fal.key, nats.password,
-// nats.token) replaced by "****", safe to print or log. ModelLimits is copied.
+// nats.token) replaced by "****" and the user info of every nats.url entry
+// (a password or token written into the URL) replaced by "***" (see
+// [RedactURL]), safe to print or log. ModelLimits and ResultSubjectAllow are
+// copied.
 func (c Config) Redacted() Config {
 	c.Fal.Key = Secret(c.Fal.Key.String())
 	c.NATS.Password = Secret(c.NATS.Password.String())
 	c.NATS.Token = Secret(c.NATS.Token.String())
+	c.NATS.URL = RedactURL(c.NATS.URL)
 	c.Limits.ModelLimits = maps.Clone(c.Limits.ModelLimits)
+	c.Subjects.ResultSubjectAllow = slices.Clone(c.Subjects.ResultSubjectAllow)
 	return c
+}
+
+// RedactURL hides the user info of each entry of a comma-separated URL list
+// ("nats://user:pass@host:4222" → "nats://***@host:4222"; a token written as
+// "nats://TOKEN@host" likewise). User names are hidden too: with a token
+// the "user" is the secret. Entries without user info are unchanged.
+func RedactURL(u string) string {
+	parts := strings.Split(u, ",")
+	for i, p := range parts {
+		at := strings.LastIndex(p, "@")
+		if at < 0 {
+			continue
+		}
+		start := 0
+		if scheme := strings.Index(p, "://"); scheme >= 0 && scheme < at {
+			start = scheme + 3
+		}
+		// Keep leading white space of a "a, b" list readable.
+		for start < at && (p[start] == ' ' || p[start] == '\t') {
+			start++
+		}
+		parts[i] = p[:start] + "***@" + p[at+1:]
+	}
+	return strings.Join(parts, ",")
+}
+
+// ReservedSubjects returns the subjects falbridge keeps to itself, as
+// patterns and prefixes (a subject equal to a prefix or under it is
+// reserved): subjects.requests, the results, errors, status and cancel
+// prefixes, and [PendingNamespace]. A trigger's result_subject must lie in
+// none of them (pass it to publisher.ResultSubjectAllowed).
+func (c *Config) ReservedSubjects() []string {
+	s := c.Subjects
+	return []string{s.Requests, s.Results, s.Errors, s.Status, s.Cancel, PendingNamespace}
 }
 
 // WebhookJWKSURL returns the URL webhook signing keys are fetched from:

@@ -104,7 +104,7 @@ func TestKeysAndEnvNames(t *testing.T) {
 	t.Parallel()
 
 	keys := Keys()
-	require.Len(t, keys, 70)
+	require.Len(t, keys, 71)
 	require.Equal(t, "nats.url", keys[0])
 	require.Equal(t, "log.format", keys[len(keys)-1])
 	seen := map[string]bool{}
@@ -216,6 +216,46 @@ func TestRedacted(t *testing.T) {
 
 	r.Limits.ModelLimits["m"] = 5
 	require.Equal(t, 1, c.Limits.ModelLimits["m"], "Redacted copies the map")
+	r.Subjects.ResultSubjectAllow[0] = "x.>"
+	require.Equal(t, []string{ResultSubjectAllowDefault}, c.Subjects.ResultSubjectAllow, "Redacted copies the list")
+
+	// A password (or token) written into nats.url is secret too.
+	c.NATS.URL = "nats://bridge:url-pass-canary@nats-1:4222, tls://tok-canary@nats-2:4222,nats://nats-3:4222"
+	r = c.Redacted()
+	require.Equal(t, "nats://***@nats-1:4222, tls://***@nats-2:4222,nats://nats-3:4222", r.NATS.URL)
+	y, err := r.YAML()
+	require.NoError(t, err)
+	require.NotContains(t, string(y), "url-pass-canary")
+	require.NotContains(t, string(y), "tok-canary")
+	require.Contains(t, string(y), "nats://***@nats-1:4222")
+}
+
+func TestRedactURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222"},
+		{"nats://u:p@h:4222", "nats://***@h:4222"},
+		{"nats://tok@h", "nats://***@h"},
+		{"nats://u:p@ss@h:4222", "nats://***@h:4222"}, // an unescaped @ in the password
+		{"wss://u:p@a:443,wss://b:443", "wss://***@a:443,wss://b:443"},
+		{"u:p@h:4222", "***@h:4222"}, // no scheme (nats.go adds nats://)
+		{"nats://a:1, nats://u:p@b:2", "nats://a:1, nats://***@b:2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tt.want, RedactURL(tt.in))
+		})
+	}
+}
+
+func TestReservedSubjects(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	require.Equal(t, []string{"fal.requests.>", "fal.results", "fal.errors", "fal.status", "fal.cancel", "falbridge"}, c.ReservedSubjects())
+	c.Subjects.Results = "svc.out"
+	require.Contains(t, c.ReservedSubjects(), "svc.out")
 }
 
 func TestYAMLRoundTrip(t *testing.T) {

@@ -38,11 +38,12 @@ var help = map[string]string{
 	"streams.duplicate_window":  "Nats-Msg-Id deduplication window (0: server default)",
 	"streams.max_trigger_bytes": "largest trigger accepted, in bytes",
 
-	"subjects.requests": "subject triggers arrive on (wildcards allowed)",
-	"subjects.results":  "subject prefix of result events (+ \".<id>\")",
-	"subjects.errors":   "subject prefix of error events (+ \".<id>\")",
-	"subjects.status":   "subject prefix of progress events (+ \".<id>\")",
-	"subjects.cancel":   "subject prefix of cancel requests (+ \".<id>\")",
+	"subjects.requests":             "subject triggers arrive on (wildcards allowed)",
+	"subjects.results":              "subject prefix of result events (+ \".<id>\")",
+	"subjects.errors":               "subject prefix of error events (+ \".<id>\")",
+	"subjects.status":               "subject prefix of progress events (+ \".<id>\")",
+	"subjects.cancel":               "subject prefix of cancel requests (+ \".<id>\")",
+	"subjects.result_subject_allow": "subject patterns a trigger's result_subject may match, comma-separated (empty: none); falbridge's own, $… and _INBOX subjects are always refused",
 
 	"fal.key":             "fal API key \"<id>:<secret>\" (prefer FAL_KEY: flags show in ps)",
 	"fal.queue_url":       "base URL of fal's queue API",
@@ -94,7 +95,8 @@ var help = map[string]string{
 // RegisterFlags adds one flag per key to fs, named by the dotted key
 // ("--limits.workers"), typed like the key, with the value from [Default] as
 // its default and a usage text. Durations take Go duration strings ("30s");
-// limits.model_limits takes "model=n,model2=m". Pass fs as [LoadOptions].Flags
+// limits.model_limits takes "model=n,model2=m", subjects.result_subject_allow
+// "a,b". Pass fs as [LoadOptions].Flags
 // after parsing: only flags the user set override other sources. It panics,
 // as pflag does, if fs already has a flag of one of these names.
 func RegisterFlags(fs *pflag.FlagSet) {
@@ -126,6 +128,8 @@ func RegisterFlagsFrom(fs *pflag.FlagSet, def Config) {
 			fs.Duration(ki.key, v.(time.Duration), usage)
 		case kindIntMap:
 			fs.StringToInt(ki.key, v.(map[string]int), usage)
+		case kindStringList:
+			fs.StringSlice(ki.key, v.([]string), usage)
 		}
 	}
 }

@@ -30,6 +30,7 @@ const (
 	kindInt64
 	kindDuration
 	kindIntMap
+	kindStringList
 )
 
 // keyInfo describes one leaf key of Config.
@@ -44,6 +45,7 @@ var (
 	durationType = reflect.TypeFor[time.Duration]()
 	secretType   = reflect.TypeFor[Secret]()
 	intMapType   = reflect.TypeFor[map[string]int]()
+	listType     = reflect.TypeFor[[]string]()
 
 	// schema lists every leaf key in struct order.
 	schema []*keyInfo
@@ -81,6 +83,8 @@ func walkType(t reflect.Type, prefix string, index []int) {
 			k = kindSecret
 		case f.Type == intMapType:
 			k = kindIntMap
+		case f.Type == listType:
+			k = kindStringList
 		case f.Type.Kind() == reflect.Struct:
 			sections[key] = true
 			walkType(f.Type, key, idx)
@@ -179,8 +183,44 @@ func (ki *keyInfo) convert(v any) (any, string) {
 		return nil, `expected a duration such as "30s", "5m" or "1h30m", got ` + describe(v)
 	case kindIntMap:
 		return convertIntMap(v)
+	case kindStringList:
+		return convertStringList(v)
 	}
 	return nil, "unsupported type"
+}
+
+// convertStringList accepts a YAML list of strings or one comma-separated
+// string (environment, flags); entries are trimmed and empty ones dropped,
+// so "" is the empty list. The result is never nil.
+func convertStringList(v any) (any, string) {
+	out := []string{}
+	add := func(s string) {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	switch l := v.(type) {
+	case []string:
+		for _, s := range l {
+			add(s)
+		}
+		return out, ""
+	case []any:
+		for i, e := range l {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Sprintf("entry %d: expected a string, got %s (quote it)", i, describe(e))
+			}
+			add(s)
+		}
+		return out, ""
+	case string:
+		for s := range strings.SplitSeq(l, ",") {
+			add(s)
+		}
+		return out, ""
+	}
+	return nil, "expected a list of strings (or \"a,b\"), got " + describe(v)
 }
 
 func convertIntMap(v any) (any, string) {

@@ -572,3 +572,55 @@ func TestLoadIgnoresKubernetesServiceLinks(t *testing.T) {
 	_, err = Load(LoadOptions{Environ: []string{"FALBRIDGE_LIMITS_WORKRES=3"}})
 	require.ErrorIs(t, err, ErrUnknownKey)
 }
+
+// subjects.result_subject_allow is a list: YAML sequences, comma-separated
+// environment and flags; each source replaces the whole list, and an empty
+// one allows nothing.
+func TestLoadResultSubjectAllow(t *testing.T) {
+	t.Parallel()
+	listFile := writeFile(t, "list.yaml", "subjects:\n  result_subject_allow: [app.>, \"events.*.done\"]\n")
+	emptyFile := writeFile(t, "empty.yaml", "subjects:\n  result_subject_allow: []\n")
+	badFile := writeFile(t, "bad.yaml", "subjects:\n  result_subject_allow: [1, 2]\n")
+	reservedFile := writeFile(t, "reserved.yaml", "subjects:\n  result_subject_allow: [fal.results.>]\n")
+	tests := []struct {
+		name    string
+		file    string
+		env     []string
+		flags   []string
+		want    []string
+		wantErr string
+	}{
+		{name: "default", want: []string{"app.>"}},
+		{name: "file", file: listFile, want: []string{"app.>", "events.*.done"}},
+		{name: "file empty allows none", file: emptyFile, want: []string{}},
+		{name: "env", env: []string{"FALBRIDGE_SUBJECTS_RESULT_SUBJECT_ALLOW=svc.> , orders.done"}, want: []string{"svc.>", "orders.done"}},
+		{name: "env empty allows none", file: listFile, env: []string{"FALBRIDGE_SUBJECTS_RESULT_SUBJECT_ALLOW="}, want: []string{}},
+		{name: "flag over env", env: []string{"FALBRIDGE_SUBJECTS_RESULT_SUBJECT_ALLOW=svc.>"}, flags: []string{"--subjects.result_subject_allow=a.>,b.>"}, want: []string{"a.>", "b.>"}},
+		{name: "file not strings", file: badFile, wantErr: "subjects.result_subject_allow: entry 0: expected a string"},
+		{name: "file reserved", file: reservedFile, wantErr: `subjects.result_subject_allow: "fal.results.>" lies within subjects.results`},
+		{name: "env invalid", env: []string{"FALBRIDGE_SUBJECTS_RESULT_SUBJECT_ALLOW=a b"}, wantErr: `subjects.result_subject_allow: "a b" is not a valid subject pattern`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := tt.env
+			if env == nil {
+				env = noEnv
+			}
+			c, err := Load(LoadOptions{File: tt.file, Environ: env, Flags: parsedFlags(t, tt.flags...)})
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.ElementsMatch(t, tt.want, c.Subjects.ResultSubjectAllow)
+			// What config print shows loads back to the same list.
+			y, err := c.YAML()
+			require.NoError(t, err)
+			path := writeFile(t, "printed.yaml", string(y))
+			back, err := Load(LoadOptions{File: path, Environ: noEnv})
+			require.NoError(t, err)
+			require.ElementsMatch(t, tt.want, back.Subjects.ResultSubjectAllow)
+		})
+	}
+}

@@ -104,6 +104,8 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	v.resultSubjectAllow(c)
+
 	// fal
 	f := &c.Fal
 	v.httpURL("fal.queue_url", f.QueueURL, true)
@@ -227,6 +229,11 @@ func (c *Config) Warnings() []string {
 	}
 	if u, err := url.Parse(c.Webhook.PublicURL); err == nil && c.Webhook.PublicURL != "" && strings.EqualFold(u.Scheme, "http") && !isLoopback(u.Hostname()) {
 		out = append(out, fmt.Sprintf("webhook.public_url: %q uses plain http:// to a non-loopback host; results travel unencrypted", c.Webhook.PublicURL))
+	}
+	for _, p := range c.Subjects.ResultSubjectAllow {
+		if first, _, _ := strings.Cut(p, "."); first == "*" || first == ">" {
+			out = append(out, fmt.Sprintf("subjects.result_subject_allow: %q lets whoever may publish triggers make falbridge publish, with its own NATS identity, on nearly any subject (all but falbridge's own and the server's); prefer a prefix of your own such as %q", p, ResultSubjectAllowDefault))
+		}
 	}
 	if c.NATS.URL == "" {
 		if host, _, err := net.SplitHostPort(c.NATS.Embedded.Listen); err == nil && !isLoopback(host) {
@@ -463,4 +470,36 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// resultSubjectAllow checks subjects.result_subject_allow: each entry a valid
+// pattern that can match some subject a result_subject may name, i.e. not
+// wholly within falbridge's own subjects or the server's.
+func (v *validator) resultSubjectAllow(c *Config) {
+	const key = "subjects.result_subject_allow"
+	sub := &c.Subjects
+	reserved := []struct{ key, prefix string }{
+		{"subjects.requests", sub.Requests},
+		{"subjects.results", sub.Results},
+		{"subjects.errors", sub.Errors},
+		{"subjects.status", sub.Status},
+		{"subjects.cancel", sub.Cancel},
+		{"the poller's namespace", PendingNamespace},
+	}
+	for _, p := range sub.ResultSubjectAllow {
+		if !subject.Valid(p, true) {
+			v.add(key, "%q is not a valid subject pattern: non-empty dot-separated tokens without spaces; \"*\" and a final \">\" only as whole tokens", p)
+			continue
+		}
+		if subject.ServerOwned(p) {
+			v.add(key, "%q names server subjects ($…, _INBOX), which a result_subject may never name", p)
+			continue
+		}
+		for _, r := range reserved {
+			if subject.Valid(r.prefix, true) && subject.Within(r.prefix, p) {
+				v.add(key, "%q lies within %s (%q), which a result_subject may never name", p, r.key, r.prefix)
+				break
+			}
+		}
+	}
 }

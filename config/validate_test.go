@@ -96,6 +96,22 @@ func TestValidate(t *testing.T) {
 		{"status trailing dot", func(c *Config) { c.Subjects.Status = "fal.status." }, "subjects.status", "not a valid subject prefix"},
 		{"cancel >", func(c *Config) { c.Subjects.Cancel = ">" }, "subjects.cancel", "not a valid subject prefix"},
 		{"errors equal results", func(c *Config) { c.Subjects.Errors = "fal.results" }, "subjects.errors", "must differ from subjects.results"},
+		{"result_subject_allow empty ok", func(c *Config) { c.Subjects.ResultSubjectAllow = nil }, "", ""},
+		{"result_subject_allow several ok", func(c *Config) { c.Subjects.ResultSubjectAllow = []string{"app.>", "events.*.done", "orders"} }, "", ""},
+		{"result_subject_allow > ok", func(c *Config) { c.Subjects.ResultSubjectAllow = []string{">"} }, "", ""},
+		{"result_subject_allow fal.> ok", func(c *Config) { c.Subjects.ResultSubjectAllow = []string{"fal.>"} }, "", ""}, // fal.app.x is allowed, fal.results.x is not
+		{"result_subject_allow invalid", func(c *Config) { c.Subjects.ResultSubjectAllow = []string{"app.>", "a b"} }, "subjects.result_subject_allow", `"a b" is not a valid subject pattern`},
+		{"result_subject_allow > not last", func(c *Config) { c.Subjects.ResultSubjectAllow = []string{"app.>.x"} }, "subjects.result_subject_allow", "is not a valid subject pattern"},
+		{"result_subject_allow results", func(c *Config) { c.Subjects.ResultSubjectAllow = []string{"fal.results.>"} }, "subjects.result_subject_allow", `"fal.results.>" lies within subjects.results ("fal.results")`},
+		{"result_subject_allow cancel", func(c *Config) { c.Subjects.ResultSubjectAllow = []string{"fal.cancel.*"} }, "subjects.result_subject_allow", "lies within subjects.cancel"},
+		{"result_subject_allow requests", func(c *Config) { c.Subjects.ResultSubjectAllow = []string{"fal.requests.x"} }, "subjects.result_subject_allow", "lies within subjects.requests"},
+		{"result_subject_allow custom errors", func(c *Config) {
+			c.Subjects.Errors = "app.errors"
+			c.Subjects.ResultSubjectAllow = []string{"app.errors.>"}
+		}, "subjects.result_subject_allow", "lies within subjects.errors"},
+		{"result_subject_allow pending", func(c *Config) { c.Subjects.ResultSubjectAllow = []string{"falbridge.>"} }, "subjects.result_subject_allow", "lies within the poller's namespace"},
+		{"result_subject_allow kv", func(c *Config) { c.Subjects.ResultSubjectAllow = []string{"$KV.fal_jobs.>"} }, "subjects.result_subject_allow", "names server subjects"},
+		{"result_subject_allow inbox", func(c *Config) { c.Subjects.ResultSubjectAllow = []string{"_INBOX.>"} }, "subjects.result_subject_allow", "names server subjects"},
 
 		// URLs
 		{"queue_url no scheme", func(c *Config) { c.Fal.QueueURL = "queue.fal.run" }, "fal.queue_url", "must be an absolute http:// or https:// URL"},
@@ -214,6 +230,9 @@ func TestWarnings(t *testing.T) {
 		{"public https", func(c *Config) { c.Webhook.PublicURL = "https://bridge.example.com" }, nil},
 		{"embedded all interfaces", func(c *Config) { c.NATS.Embedded.Listen = ":4222" }, []string{"nats.embedded.listen"}},
 		{"embedded unused", func(c *Config) { c.NATS.Embedded.Listen = ":4222"; c.NATS.URL = "nats://x:4222" }, nil},
+		{"result_subject_allow >", func(c *Config) { c.Subjects.ResultSubjectAllow = []string{"app.>", ">"} }, []string{"subjects.result_subject_allow"}},
+		{"result_subject_allow *.x", func(c *Config) { c.Subjects.ResultSubjectAllow = []string{"*.done"} }, []string{"subjects.result_subject_allow"}},
+		{"result_subject_allow none", func(c *Config) { c.Subjects.ResultSubjectAllow = []string{} }, nil},
 		{"several", func(c *Config) {
 			c.Webhook.Verify = false
 			c.Webhook.PublicURL = "http://10.0.0.5:8080"

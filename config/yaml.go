@@ -56,6 +56,12 @@ func valueNode(v reflect.Value) *yaml.Node {
 			m.Content = append(m.Content, scalar("!!str", k), scalar("!!int", strconv.Itoa(mp[k])))
 		}
 		return m
+	case listType:
+		l := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle}
+		for _, e := range v.Interface().([]string) {
+			l.Content = append(l.Content, scalar("!!str", e))
+		}
+		return l
 	}
 	switch v.Kind() {
 	case reflect.Struct:

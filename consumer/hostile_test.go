@@ -153,3 +153,48 @@ func TestSyncRunsLeaveWorkersForQueueWork(t *testing.T) {
 	}
 	require.Equal(t, 2, cf.max(), "never more sync runs than limits.max_sync_runs")
 }
+
+// Point 1: result_subject was an unrestricted publish with falbridge's own
+// identity: a trigger could forge another job's result, overwrite its record
+// or cancel it. Now it must lie under subjects.result_subject_allow (app.>)
+// and never on falbridge's or the server's subjects; the victim gets its own
+// result and the attacker an error naming the field.
+func TestResultSubjectCannotTouchAnotherJob(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.startPool()
+	b.publish("v", `{"id":"victim-2","model_id":"fal-ai/flux/schnell","input":{"prompt":"p","_sim":{"latency_ms":300}}}`)
+	waitFor(t, "victim submitted", func() bool { return b.stats().Submits == 1 })
+	attacks := map[string]string{
+		"forge-result": "fal.results.victim-2",
+		"overwrite-kv": "$KV.fal_jobs.victim-2",
+		"cancel":       "fal.cancel.victim-2",
+		"purge":        "$JS.API.STREAM.PURGE.FAL_RESULTS",
+		"timers":       "falbridge.fal_pending.due.victim-2",
+		"inbox":        "_INBOX.x",
+	}
+	for name, subj := range attacks {
+		b.publish("a", fmt.Sprintf(`{"id":"attack-%s","model_id":"fal-ai/flux/schnell","result_subject":%q,"input":{"prompt":"p"}}`, name, subj))
+	}
+	for name := range attacks {
+		_, ev := b.terminal("attack-" + name)
+		require.NotNil(t, ev, name)
+		require.Equal(t, publisher.CodeInvalidTrigger, ev.Code, name)
+		require.Contains(t, ev.Message, "result_subject", name)
+	}
+	res, ev := b.terminal("victim-2")
+	require.Nil(t, ev)
+	b.requireFalOutput(res)
+	require.Equal(t, 1, b.terminalCount("victim-2"))
+	require.EqualValues(t, 1, b.stats().Submits, "no attack reached fal")
+
+	// An allowed subject gets its copy.
+	sub, err := b.nc.SubscribeSync("app.mine.results")
+	require.NoError(t, err)
+	b.publish("ok", `{"id":"copy-1","model_id":"fal-ai/flux/schnell","result_subject":"app.mine.results","input":{"prompt":"p"}}`)
+	_, ev = b.terminal("copy-1")
+	require.Nil(t, ev)
+	m, err := sub.NextMsg(5 * time.Second)
+	require.NoError(t, err)
+	require.Contains(t, string(m.Data), `"copy-1"`)
+}

@@ -53,6 +53,12 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) verdict {
 		return p.reject(ctx, d, id, nil, publisher.CodeInvalidTrigger, err.Error())
 	}
 	id := publisher.ResolveID(t, msg.Headers().Get(jetstream.MsgIDHeader), d.seq)
+	if err := p.resultSubjectAllowed(t.ResultSubject); err != nil {
+		// Outside input never chooses where falbridge writes: no copy of
+		// this rejection goes there either.
+		t.ResultSubject = ""
+		return p.reject(ctx, d, id, t, publisher.CodeInvalidTrigger, err.Error())
+	}
 	if _, err := falclient.ParseModelID(t.ModelID); err != nil {
 		return p.reject(ctx, d, id, t, publisher.CodeInvalidModel, err.Error())
 	}
@@ -124,6 +130,13 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) verdict {
 		return nakAfter(natsDelays.after(int(d.delivered), 0))
 	}
 	return p.submit(ctx, d, t, j, rev)
+}
+
+// resultSubjectAllowed applies subjects.result_subject_allow: a trigger's
+// result_subject lies under an allowed pattern and never on falbridge's own
+// subjects or the server's ($KV, $JS, $SYS, _INBOX).
+func (p *Pool) resultSubjectAllowed(s string) error {
+	return publisher.ResultSubjectAllowed(s, p.cfg.Subjects.ResultSubjectAllow, p.reserved)
 }
 
 // lease marks j as being worked on by this pool until the work in hand

@@ -67,8 +67,10 @@ type Pool struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	subjects    publisher.Subjects
-	timers      timerSubjects
+	subjects publisher.Subjects
+	timers   timerSubjects
+	// reserved are falbridge's own subjects, never a result_subject.
+	reserved    []string
 	webhookBase string
 	store       *jobStore
 	emit        *emitter
@@ -171,6 +173,7 @@ func New(nc *nats.Conn, fal Fal, cfg config.Config, opts ...Option) (*Pool, erro
 		ResultsStream: cfg.Streams.Results,
 	}
 	p.timers = newTimerSubjects(cfg)
+	p.reserved = cfg.ReservedSubjects()
 	p.owner = newWriteToken()
 	p.cancels = make(chan struct{}, cancelConcurrency)
 	p.webhookBodies = make(chan struct{}, webhookBodiesInFlight)

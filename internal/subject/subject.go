@@ -57,3 +57,38 @@ func Overlap(a, b string) bool {
 		}
 	}
 }
+
+// Within reports whether every subject that s (a valid subject or pattern)
+// matches lies at or under prefix (a valid subject or pattern read as a
+// prefix): prefix "fal.results" holds "fal.results", "fal.results.x" and
+// "fal.results.>"; prefix "fal.*" holds "fal.x.y" and "fal.>"; neither holds
+// "fal" or ">".
+func Within(prefix, s string) bool {
+	pt, st := strings.Split(prefix, "."), strings.Split(s, ".")
+	for i, p := range pt {
+		switch {
+		case p == ">":
+			return i < len(st)
+		case i >= len(st):
+			return false
+		case st[i] == ">":
+			// s matches one or more tokens here; only a last "*" of prefix
+			// (read as a prefix) holds them all.
+			return p == "*" && i == len(pt)-1
+		case p == "*" || p == st[i]:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ServerOwned reports whether subject s (or every subject a pattern s
+// matches) belongs to the NATS server or to request-reply plumbing: a first
+// token starting with "$" ($JS, $KV, $SYS, $O, $MQTT … APIs and stores) or
+// equal to "_INBOX" (reply subjects). Nothing outside falbridge's control may
+// make it publish there.
+func ServerOwned(s string) bool {
+	first, _, _ := strings.Cut(s, ".")
+	return strings.HasPrefix(first, "$") || first == "_INBOX"
+}

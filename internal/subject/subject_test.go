@@ -65,3 +65,68 @@ func TestOverlap(t *testing.T) {
 		})
 	}
 }
+
+func TestWithin(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		prefix, s string
+		want      bool
+	}{
+		{"fal.results", "fal.results", true},
+		{"fal.results", "fal.results.x", true},
+		{"fal.results", "fal.results.x.y", true},
+		{"fal.results", "fal.results.>", true},
+		{"fal.results", "fal.results.*", true},
+		{"fal.results", "fal.resultsx", false},
+		{"fal.results", "fal", false},
+		{"fal.results", "fal.>", false},
+		{"fal.results", "fal.*", false},
+		{"fal.results", ">", false},
+		{"fal.requests.>", "fal.requests.x", true},
+		{"fal.requests.>", "fal.requests", false},
+		{"fal.requests.>", "fal.requests.>", true},
+		{"fal.*", "fal.x", true},
+		{"fal.*", "fal.x.y", true},
+		{"fal.*", "fal.>", true},
+		{"fal.*", "fal", false},
+		{"fal.*.x", "fal.a.x", true},
+		{"fal.*.x", "fal.a.y", false},
+		{"fal.*.x", "fal.>", false},
+		{">", "anything", true},
+		{">", "a.b", true},
+		{"falbridge", "falbridge.fal_pending.x", true},
+		{"app", "app.x", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.prefix+" "+tt.s, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tt.want, Within(tt.prefix, tt.s))
+		})
+	}
+}
+
+func TestServerOwned(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		s    string
+		want bool
+	}{
+		{"$KV.fal_jobs.x", true},
+		{"$JS.API.STREAM.PURGE.FAL_RESULTS", true},
+		{"$SYS.REQ.SERVER.PING", true},
+		{"$O.store.x", true},
+		{"$JS", true},
+		{"_INBOX.abc", true},
+		{"_INBOX", true},
+		{"_INBOXES.x", false},
+		{"app.x", false},
+		{"KV.x", false},
+		{"a.$KV", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.s, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tt.want, ServerOwned(tt.s))
+		})
+	}
+}

@@ -254,7 +254,10 @@ func (p *Pool) submit(ctx context.Context, d *delivery, t *publisher.Trigger, j 
 }
 
 func (p *Pool) submitQueue(ctx context.Context, d *delivery, t *publisher.Trigger, j *job, rev uint64) verdict {
-	opts := falclient.SubmitOptions{Priority: falclient.Priority(t.Priority)}
+	// One attempt per delivery: a refused submit is recorded as retry
+	// before any back-off (submitFailed), so that a crash while waiting
+	// is not taken for a crash after fal accepted it.
+	opts := falclient.SubmitOptions{Priority: falclient.Priority(t.Priority), MaxAttempts: 1}
 	if p.webhookBase != "" {
 		opts.WebhookURL = p.webhookURL(j.ID)
 		j.Webhook = true
@@ -337,13 +340,16 @@ func (p *Pool) runDirect(ctx context.Context, d *delivery, t *publisher.Trigger,
 		out json.RawMessage
 		err error
 	)
+	// One attempt per delivery, as for submits: a refusal goes through
+	// submitFailed and is recorded before the back-off.
+	runOnce := falclient.RunOptions{MaxAttempts: 1}
 	if j.Mode == publisher.ModeStream {
-		out, err = p.fal.Stream(rctx, j.ModelID, t.Input, falclient.RunOptions{}, func(ev json.RawMessage) error {
+		out, err = p.fal.Stream(rctx, j.ModelID, t.Input, runOnce, func(ev json.RawMessage) error {
 			p.emit.publishStatus(&publisher.Status{ID: j.ID, State: publisher.StatePartial, Partial: ev, At: p.now().UTC()})
 			return nil
 		})
 	} else {
-		out, err = p.fal.Run(rctx, j.ModelID, t.Input, falclient.RunOptions{})
+		out, err = p.fal.Run(rctx, j.ModelID, t.Input, runOnce)
 	}
 	stopBeat()
 	cancelRun(nil)

@@ -35,6 +35,13 @@ import (
 // message stays in hand, nothing is re-published) and acked once when the
 // job is over. The sweep (see sweep.go) re-arms the timer of any submitted
 // job that has none, so a job never depends on one message alone.
+//
+// Why a schedule rather than a message held with NakWithDelay from the
+// start: BenchmarkTimerMechanism measured both at about the same CPU per
+// timer (≈185 vs ≈175 µs, client and server, within noise on 2 cores), but
+// the schedule costs one delivery instead of two and keeps waiting timers
+// out of the consumer's pending set, so MaxAckPending and a rolled-back
+// consumer state cannot hold them back.
 
 // pendingTimer is the body of a job's timer message.
 type pendingTimer struct {

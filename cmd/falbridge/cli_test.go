@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/falbridge/falbridge/publisher"
@@ -149,6 +151,31 @@ func TestCLIAgainstDev(t *testing.T) {
 		r = runCLI(t, url, "result", "cli-never-published", "--timeout", "300ms")
 		require.Equal(t, 1, r.code, r)
 		require.Contains(t, r.stderr, "no result for cli-never-published within --timeout")
+	})
+
+	// #11: an event forged on a job's subject (by a client with too wide
+	// NATS permissions) is not shown as the job's.
+	t.Run("forged event refused", func(t *testing.T) {
+		t.Parallel()
+		nc, err := nats.Connect(url)
+		require.NoError(t, err)
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		require.NoError(t, err)
+		_, err = js.Publish(t.Context(), "fal.results.cli-forged", []byte(`{"id":"attacker","model_id":"fal-ai/flux/schnell","output":{"images":[]}}`))
+		require.NoError(t, err)
+
+		r := runCLI(t, url, "status", "cli-forged")
+		require.Equal(t, 1, r.code, r)
+		require.Contains(t, r.stderr, `carries id "attacker"`)
+
+		r = runCLI(t, url, "result", "cli-forged", "--timeout", "500ms")
+		require.Equal(t, 1, r.code, r)
+		require.Contains(t, r.stderr, "no result for cli-forged within --timeout")
+
+		r = runCLI(t, url, "watch", "--id", "cli-forged", "--all", "--count", "1")
+		require.Equal(t, 0, r.code, r)
+		require.Contains(t, r.stdout, "fal.results.cli-forged  forged")
 	})
 
 	t.Run("status after completion", func(t *testing.T) {

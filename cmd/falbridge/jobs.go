@@ -70,6 +70,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := json.Unmarshal(raw, st.Result); err != nil {
 			return fmt.Errorf("decode result event: %w", err)
 		}
+		if st.Result.ID != id {
+			return fmt.Errorf("result event on %s carries id %q: %w", s.Result(id), st.Result.ID, publisher.ErrEventIDMismatch)
+		}
 	}
 	if raw, err = lastMsg(ctx, c.js, s.ResultsStream, s.Error(id)); err != nil {
 		return explain(err)
@@ -78,6 +81,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := json.Unmarshal(raw, st.Error); err != nil {
 			return fmt.Errorf("decode error event: %w", err)
 		}
+		if st.Error.ID != id {
+			return fmt.Errorf("error event on %s carries id %q: %w", s.Error(id), st.Error.ID, publisher.ErrEventIDMismatch)
+		}
 	}
 	if raw, err = lastMsg(ctx, c.js, s.StatusStream, s.Status(id)); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return explain(err)
@@ -85,6 +91,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		st.LastStatus = new(publisher.Status)
 		if err := json.Unmarshal(raw, st.LastStatus); err != nil {
 			return fmt.Errorf("decode status event: %w", err)
+		}
+		if st.LastStatus.ID != id {
+			return fmt.Errorf("status event on %s carries id %q: %w", s.Status(id), st.LastStatus.ID, publisher.ErrEventIDMismatch)
 		}
 	}
 

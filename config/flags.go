@@ -133,3 +133,21 @@ func RegisterFlagsFrom(fs *pflag.FlagSet, def Config) {
 		}
 	}
 }
+
+// SecretFlags returns the names of the flags in fs that the user set and
+// that carry a secret: fal.key, nats.password, nats.token, and nats.url when
+// it holds user info. A command line is visible to every user of the machine
+// (ps, /proc/<pid>/cmdline), so a caller warns when this is not empty.
+func SecretFlags(fs *pflag.FlagSet) []string {
+	var names []string
+	for _, ki := range schema {
+		f := fs.Lookup(ki.key)
+		if f == nil || !f.Changed {
+			continue
+		}
+		if ki.kind == kindSecret || (ki.key == "nats.url" && RedactURL(f.Value.String()) != f.Value.String()) {
+			names = append(names, "--"+ki.key)
+		}
+	}
+	return names
+}

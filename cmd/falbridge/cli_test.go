@@ -454,3 +454,20 @@ func TestClientUnreachableNATSExit3(t *testing.T) {
 		require.Contains(t, r.stderr, "connect to NATS at nats://127.0.0.1:1")
 	}
 }
+
+// #11 weak spot: secrets given as flags are in ps for everyone; serve warns
+// at start, naming the flags, never their values.
+func TestServeWarnsOfSecretFlags(t *testing.T) {
+	t.Parallel()
+	r := runCLI(t, "", "serve", "--fal.key=key-id:very-secret-value", "--nats.url", "nats://u:nats-pw@127.0.0.1:1")
+	require.Equal(t, 3, r.code, r)
+	require.Contains(t, r.stderr, "secrets given as command-line flags")
+	require.Contains(t, r.stderr, "--fal.key")
+	require.Contains(t, r.stderr, "--nats.url")
+	require.NotContains(t, r.stderr, "very-secret-value")
+	require.NotContains(t, r.stderr, "nats-pw")
+
+	r = runCLI(t, "", "serve", "--nats.url", "nats://127.0.0.1:1")
+	require.Equal(t, 3, r.code, r)
+	require.NotContains(t, r.stderr, "secrets given as command-line flags")
+}

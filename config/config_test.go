@@ -104,7 +104,7 @@ func TestKeysAndEnvNames(t *testing.T) {
 	t.Parallel()
 
 	keys := Keys()
-	require.Len(t, keys, 71)
+	require.Len(t, keys, 75)
 	require.Equal(t, "nats.url", keys[0])
 	require.Equal(t, "log.format", keys[len(keys)-1])
 	seen := map[string]bool{}

@@ -71,6 +71,10 @@ var help = map[string]string{
 	"limits.max_sync_runs":           "sync and stream runs in progress at once on one replica (at most limits.workers)",
 	"limits.max_timeout":             "largest timeout a trigger may ask for",
 	"limits.max_progress_streams":    "fal status streams followed at once for triggers with \"progress\": true (0: none)",
+	"limits.max_pending":             "jobs pending at fal across all replicas; over it triggers wait (0: no caps)",
+	"limits.max_pending_per_model":   "jobs of one model pending at fal across all replicas (0: no per-model cap)",
+	"limits.pending_model_limits":    "per-model caps on pending jobs, model=n,model2=m",
+	"limits.max_pending_per_tenant":  "jobs of one tenant pending at fal across all replicas (0: no per-tenant cap)",
 
 	"polling.webhook_grace":   "how long to wait for a webhook before polling",
 	"polling.min_interval":    "first poll interval",

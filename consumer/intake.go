@@ -111,6 +111,7 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) verdict {
 		ID:            id,
 		State:         stateClaimed,
 		ModelID:       t.ModelID,
+		Tenant:        t.Tenant,
 		Mode:          mode,
 		ResultSubject: t.ResultSubject,
 		Metadata:      t.Metadata,
@@ -119,6 +120,16 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) verdict {
 		Attempts:      1,
 		ReceivedAt:    d.receivedAt,
 		Deadline:      d.receivedAt.Add(timeout),
+	}
+	if p.adm != nil {
+		full, err := p.adm.admit(ctx, id, t.ModelID, t.Tenant)
+		if err != nil {
+			p.log.Warn("admission failed; will retry", "trigger_id", id, "err", err)
+			return nakAfter(natsDelays.after(int(d.delivered), 0))
+		}
+		if full != "" {
+			return p.wait(ctx, d, t, j, full)
+		}
 	}
 	p.lease(j, now)
 	rev, err := p.store.create(ctx, j)
@@ -130,6 +141,68 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) verdict {
 		return nakAfter(natsDelays.after(int(d.delivered), 0))
 	}
 	return p.submit(ctx, d, t, j, rev)
+}
+
+// wait records a new job that is over a cap on pending jobs as waiting (so
+// that status shows it and a cancel ends it without fal) and hands the
+// trigger back to the stream until a slot may be free.
+func (p *Pool) wait(ctx context.Context, d *delivery, t *publisher.Trigger, j *job, full string) verdict {
+	j.State = stateWaiting
+	_, err := p.store.create(ctx, j)
+	switch {
+	case errors.Is(err, errJobExists):
+		return p.handleClaimed(ctx, d, t, j.ID)
+	case err != nil:
+		p.log.Warn("recording a waiting job failed; will retry", "trigger_id", j.ID, "err", err)
+		return nakAfter(natsDelays.after(int(d.delivered), 0))
+	}
+	p.log.Debug("job waits: a cap on pending jobs is full", "trigger_id", j.ID, "model_id", j.ModelID, "tenant", j.Tenant, "cap", full)
+	return nakAfter(jittered(admissionRetry))
+}
+
+// admitWaiting asks again for a slot for a waiting job; admitted, it is
+// claimed and submitted.
+func (p *Pool) admitWaiting(ctx context.Context, d *delivery, t *publisher.Trigger, j *job, rev uint64) verdict {
+	if !p.now().Before(j.Deadline) {
+		f := failure{Code: publisher.CodeTimeout, Message: fmt.Sprintf(
+			"trigger waited %s for a slot under the caps on pending jobs, past its timeout; not submitted", p.now().Sub(j.ReceivedAt).Round(time.Millisecond))}
+		return p.finishIntake(ctx, d, j, rev, nil, &f)
+	}
+	if p.adm != nil {
+		full, err := p.adm.admit(ctx, j.ID, j.ModelID, j.Tenant)
+		if err != nil {
+			p.log.Warn("admission failed; will retry", "trigger_id", j.ID, "err", err)
+			return nakAfter(natsDelays.after(int(d.delivered), 0))
+		}
+		if full != "" {
+			return nakAfter(jittered(admissionRetry))
+		}
+	}
+	j.State = stateClaimed
+	p.lease(j, p.now())
+	rev, err := p.store.put(ctx, j, rev)
+	var conflict *conflictError
+	if errors.As(err, &conflict) && conflict.cur.State == stateDone {
+		p.releaseSlot(j.ID) // canceled while it waited
+		return ack()
+	}
+	if err != nil {
+		return nakAfter(natsDelays.after(int(d.delivered), 0))
+	}
+	return p.submit(ctx, d, t, j, rev)
+}
+
+// releaseSlot gives job id's slot under the caps back, best effort: if it
+// fails, the sweep gives it back.
+func (p *Pool) releaseSlot(id string) {
+	if p.adm == nil {
+		return
+	}
+	ctx, cancel := p.finishContext()
+	defer cancel()
+	if err := p.adm.release(ctx, id); err != nil {
+		p.log.Warn("releasing a slot failed; the sweep will", "trigger_id", id, "err", err)
+	}
 }
 
 // resultSubjectAllowed applies subjects.result_subject_allow: a trigger's
@@ -169,6 +242,9 @@ func (p *Pool) handleClaimed(ctx context.Context, d *delivery, t *publisher.Trig
 	switch {
 	case j.State == stateDone:
 		p.log.Debug("duplicate trigger; job already done", "trigger_id", id, "outcome", j.Outcome)
+		// A job ended while its trigger waited (canceled, say) may still
+		// hold the slot this delivery took for it.
+		p.releaseSlot(id)
 		return ack()
 	case j.State == stateSubmitted:
 		if sameMessage {
@@ -185,6 +261,8 @@ func (p *Pool) handleClaimed(ctx context.Context, d *delivery, t *publisher.Trig
 		// worked on (or waits for its retry): the original decides.
 		p.log.Debug("duplicate trigger; original still in hand", "trigger_id", id, "state", j.State)
 		return ack()
+	case j.State == stateWaiting:
+		return p.admitWaiting(ctx, d, t, j, rev)
 	case j.leaseLive(now):
 		// The first worker is still at it (a redelivery after a NATS
 		// restart, say): wait for it rather than call it ambiguous.

@@ -18,6 +18,8 @@ import (
 // jobState is where a job is in its life. Every move is a compare-and-set on
 // the record's KV revision, so two replicas can never both move the same job:
 //
+//	  over a cap: waiting ──slot free──┐   (admission.go; caps on only)
+//	                                   ▼
 //	         claim (kv.Create, with a lease)
 //	             │
 //	             ▼
@@ -35,6 +37,9 @@ import (
 type jobState string
 
 const (
+	// stateWaiting: over a cap on pending jobs (admission.go); the trigger
+	// waits in JetStream and nothing has been sent to fal.
+	stateWaiting jobState = "waiting"
 	// stateClaimed: a worker owns the trigger and may be talking to fal.
 	stateClaimed jobState = "claimed"
 	// stateRetry: fal certainly did not accept the last submit (429, 503
@@ -58,6 +63,7 @@ type job struct {
 	ID               string          `json:"id"`
 	State            jobState        `json:"state"`
 	ModelID          string          `json:"model_id"`
+	Tenant           string          `json:"tenant,omitempty"`
 	Mode             publisher.Mode  `json:"mode"`
 	RequestID        string          `json:"request_id,omitempty"`
 	GatewayRequestID string          `json:"gateway_request_id,omitempty"`

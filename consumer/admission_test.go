@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/falbridge/falbridge/config"
@@ -201,4 +202,114 @@ func (b *testBundle) jobStateOrEmpty(id string) string {
 		return ""
 	}
 	return info.State
+}
+
+// #15 fairness: tenant A publishes 150 triggers, then tenant B 10. Over
+// their tenant caps, A's triggers wait parked (acked, driven by their
+// timers) instead of filling the trigger consumer's window, so B's are read
+// and admitted beside A's: B's 10 finish before A's 100th.
+func TestWaitingTenantDoesNotStarveAnother(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *setupOpts) {
+		o.cfg = func(c *config.Config) {
+			c.Limits.MaxPending = 8
+			c.Limits.MaxPendingPerTenant = 3
+			c.Limits.MaxInFlight = 16 // a small window makes starvation visible
+			c.Polling.WebhookGrace = 10 * time.Second
+		}
+	})
+	order := make(chan string, 256)
+	sub, err := b.nc.Subscribe("fal.results.>", func(m *nats.Msg) { order <- m.Subject[len("fal.results."):] })
+	require.NoError(t, err)
+	defer func() { _ = sub.Unsubscribe() }()
+	b.startPool()
+	for i := range 150 {
+		b.publish("a", fmt.Sprintf(`{"id":"a-%03d","model_id":"fal-ai/flux/schnell","tenant":"A","input":{"prompt":"p","_sim":{"latency_ms":100}}}`, i))
+	}
+	for i := range 10 {
+		b.publish("b", fmt.Sprintf(`{"id":"b-%02d","model_id":"fal-ai/flux/schnell","tenant":"B","input":{"prompt":"p","_sim":{"latency_ms":100}}}`, i))
+	}
+	var aDone, bDone int
+	bDoneAtA := -1
+	deadline := time.After(2 * time.Minute)
+	for aDone+bDone < 160 {
+		select {
+		case id := <-order:
+			if id[0] == 'a' {
+				aDone++
+			} else {
+				bDone++
+				if bDone == 10 {
+					bDoneAtA = aDone
+				}
+			}
+		case <-deadline:
+			t.Fatalf("only %d of A's and %d of B's jobs finished", aDone, bDone)
+		}
+	}
+	require.Less(t, bDoneAtA, 100, "B's 10 jobs finished after A's %dth", bDoneAtA)
+	t.Logf("B's 10 jobs were done when A had %d of 150", bDoneAtA)
+	b.requireSettled()
+}
+
+// hangAfterSubmit submits to fal, then hangs until its context ends: a
+// replica about to die with jobs at fal and slots in hand.
+type hangAfterSubmit struct {
+	consumer.Fal
+}
+
+func (h hangAfterSubmit) Submit(ctx context.Context, model string, input any, opts falclient.SubmitOptions) (*falclient.SubmitResponse, error) {
+	if _, err := h.Fal.Submit(ctx, model, input, opts); err != nil {
+		return nil, err
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// #15: a replica dies holding slots (its jobs at fal, their records still
+// claimed, other jobs parked on its timers). Its slots come back: fal's
+// webhooks end its jobs on the replica that is left, the waiting jobs are
+// admitted, every job completes once, and the cap holds throughout.
+func TestSlotsOfADeadReplicaComeBack(t *testing.T) {
+	t.Parallel()
+	var af *atFal
+	b := setup(t, func(o *setupOpts) {
+		o.onWebhook = func(body []byte) { af.webhook(body) }
+		o.cfg = func(c *config.Config) {
+			c.Limits.MaxPending = 4
+			c.Consumer.AckWait = 2 * time.Second
+			c.Polling.WebhookGrace = 10 * time.Second
+		}
+	})
+	af = newAtFal(b.fal)
+
+	// The replica that dies has a connection of its own.
+	nc := b.srv.Connect(t)
+	dying, err := consumer.New(nc, hangAfterSubmit{af}, b.cfg, consumer.WithVerifier(b.fal.Verifier()), consumer.WithLogger(testLogger(t)))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, dying.Start(ctx))
+	for i := range 7 {
+		b.publish("k", fmt.Sprintf(`{"id":"kill-%d","model_id":"fal-ai/flux/schnell","input":{"prompt":"p","_sim":{"latency_ms":1500}}}`, i))
+	}
+	waitFor(t, "four jobs at fal", func() bool { return b.stats().Submits == 4 })
+	nc.Close() // kill -9: no more NATS for it; its goroutines end on their own
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		_ = dying.Stop(sctx)
+	})
+
+	b.start(b.newPool(af))
+	for i := range 7 {
+		res, ev := b.terminal(fmt.Sprintf("kill-%d", i))
+		require.Nil(t, ev, "kill-%d: %+v", i, ev)
+		require.NotNil(t, res)
+		require.Equal(t, 1, b.terminalCount(fmt.Sprintf("kill-%d", i)))
+	}
+	require.EqualValues(t, 7, b.stats().Submits, "each job submitted once")
+	af.mu.Lock()
+	defer af.mu.Unlock()
+	require.LessOrEqual(t, af.maxTotal, 4)
 }

@@ -144,11 +144,17 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) verdict {
 }
 
 // wait records a new job that is over a cap on pending jobs as waiting (so
-// that status shows it and a cancel ends it without fal) and hands the
-// trigger back to the stream until a slot may be free.
+// that status shows it and a cancel ends it without fal).
+//
+// A queue-mode job whose trigger fits its record whole is parked: its
+// timer asks for a slot about every admissionRetry and the trigger is acked,
+// so that waiting work never fills the trigger consumer's MaxAckPending and
+// the triggers behind it (another tenant's, say) are still read. Other jobs
+// hand their trigger back to the stream until a slot may be free.
 func (p *Pool) wait(ctx context.Context, d *delivery, t *publisher.Trigger, j *job, full string) verdict {
 	j.State = stateWaiting
-	_, err := p.store.create(ctx, j)
+	j.Parked = j.Mode == publisher.ModeQueue && p.parkable(d.body)
+	rev, err := p.store.create(ctx, j)
 	switch {
 	case errors.Is(err, errJobExists):
 		return p.handleClaimed(ctx, d, t, j.ID)
@@ -156,8 +162,40 @@ func (p *Pool) wait(ctx context.Context, d *delivery, t *publisher.Trigger, j *j
 		p.log.Warn("recording a waiting job failed; will retry", "trigger_id", j.ID, "err", err)
 		return nakAfter(natsDelays.after(int(d.delivered), 0))
 	}
-	p.log.Debug("job waits: a cap on pending jobs is full", "trigger_id", j.ID, "model_id", j.ModelID, "tenant", j.Tenant, "cap", full)
+	p.log.Debug("job waits: a cap on pending jobs is full", "trigger_id", j.ID, "model_id", j.ModelID, "tenant", j.Tenant, "cap", full, "parked", j.Parked)
+	if j.Parked && !j.Truncated {
+		// The timer first, then the ack: a crash in between redelivers
+		// the trigger, which finds the job waiting.
+		if err := p.arm(ctx, j.ID, p.now().Add(jittered(admissionRetry))); err == nil {
+			return ack()
+		}
+		next := *j
+		next.Parked = false
+		if _, err := p.store.put(ctx, &next, rev); err != nil {
+			return nakAfter(natsDelays.after(int(d.delivered), 0))
+		}
+	}
 	return nakAfter(jittered(admissionRetry))
+}
+
+// parkable reports whether a trigger body fits its job record whole (the
+// record holds it and its metadata again), so the record can stand in for
+// the trigger message.
+func (p *Pool) parkable(body []byte) bool {
+	return 2*len(body)+fitReserve < p.store.limit
+}
+
+// resumeParked is the timer of a parked job: the intake continues from the
+// job record as if its trigger had been redelivered.
+func (p *Pool) resumeParked(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, j *job) verdict {
+	t, err := publisher.DecodeTrigger(j.Trigger)
+	if err != nil {
+		// Cannot happen: the trigger was decoded once and stored whole.
+		p.log.Error("parked job's trigger does not decode", "trigger_id", j.ID, "err", err)
+		return term("parked trigger does not decode")
+	}
+	d := &delivery{msg: msg, body: j.Trigger, seq: j.TriggerSeq, delivered: md.NumDelivered, receivedAt: j.ReceivedAt}
+	return p.handleClaimed(ctx, d, t, j.ID)
 }
 
 // admitWaiting asks again for a slot for a waiting job; admitted, it is

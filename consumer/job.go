@@ -84,6 +84,10 @@ type job struct {
 	LeaseUntil time.Time `json:"lease_until,omitzero"`
 	// CancelRequestedAt is when fal was asked to cancel the running job.
 	CancelRequestedAt time.Time `json:"cancel_requested_at,omitzero"`
+	// Parked is true when the job waits for a slot under the caps with its
+	// trigger acked: its timer, not the trigger message, drives its
+	// admission and submit (from Trigger, which is then never cut).
+	Parked bool `json:"parked,omitempty"`
 	// RetryReason says why the last submit was refused (state retry).
 	RetryReason string    `json:"retry_reason,omitempty"`
 	ReceivedAt  time.Time `json:"received_at"`

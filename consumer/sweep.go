@@ -100,10 +100,15 @@ func (p *Pool) sweep(ctx context.Context) (sweepReport, error) {
 	// its timer: leave it to the next sweep.
 	young := now.Add(-p.callBudget() - p.cfg.Consumer.AckWait)
 	for id, st := range states {
-		if st.state != stateSubmitted {
+		switch st.state {
+		case stateSubmitted:
+			rep.pending++
+		case stateWaiting:
+			// A parked job's timer is all that drives it. (A job whose
+			// trigger still holds it ignores the extra timer.)
+		default:
 			continue
 		}
-		rep.pending++
 		if timers[id] || st.at.After(young) {
 			continue
 		}

@@ -182,6 +182,10 @@ func (p *Pool) handleTimer(ctx context.Context, msg jetstream.Msg) verdict {
 		p.log.Warn("timer: load job failed", "trigger_id", tm.ID, "err", err)
 		return nakAfter(natsDelays.after(int(md.NumDelivered), 0))
 	}
+	if j.Parked && j.State != stateSubmitted && j.State != stateDone {
+		// Waiting for a slot with its trigger acked: the timer drives it.
+		return p.resumeParked(ctx, msg, md, j)
+	}
 	if j.State != stateSubmitted {
 		return ack() // done (the webhook won), or never got to fal
 	}

@@ -216,6 +216,8 @@ type Config struct {
 	Shutdown Shutdown `koanf:"shutdown"`
 	// Log configures the slog logger.
 	Log Log `koanf:"log"`
+	// Spend prices jobs and bounds their cost.
+	Spend Spend `koanf:"spend"`
 }
 
 // NATS configures the connection to NATS (keys nats.*). At most one
@@ -660,6 +662,7 @@ func Default() Config {
 		},
 		Shutdown: Shutdown{GracePeriod: GracePeriodDefault},
 		Log:      Log{Level: LogLevelDefault, Format: LogFormatDefault},
+		Spend:    Spend{Currency: "USD", BudgetPolicy: BudgetWait},
 	}
 }
 
@@ -685,6 +688,8 @@ func (c Config) Redacted() Config {
 	c.NATS.URL = RedactURL(c.NATS.URL)
 	c.Limits.ModelLimits = maps.Clone(c.Limits.ModelLimits)
 	c.Subjects.ResultSubjectAllow = slices.Clone(c.Subjects.ResultSubjectAllow)
+	c.Spend.Prices = slices.Clone(c.Spend.Prices)
+	c.Spend.Budgets = slices.Clone(c.Spend.Budgets)
 	return c
 }
 

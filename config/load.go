@@ -143,6 +143,12 @@ func build(base Config, path string, data []byte, environ []string, flags *pflag
 	if len(c.Limits.PendingModelLimits) == 0 {
 		c.Limits.PendingModelLimits = nil
 	}
+	if len(c.Spend.Prices) == 0 {
+		c.Spend.Prices = nil
+	}
+	if len(c.Spend.Budgets) == 0 {
+		c.Spend.Budgets = nil
+	}
 	if err := c.Validate(); err != nil {
 		return nil, newLoadError([]error{err})
 	}

@@ -92,13 +92,13 @@ var help = map[string]string{
 
 	"shutdown.grace_period": "how long in-flight work may take after a stop signal",
 
-	"log.level":  "log level: debug, info, warn or error",
+	"log.level": "log level: debug, info, warn or error",
 
 	"spend.currency":      "currency of prices, budgets and costs",
 	"spend.prices":        "price table: model=amount/unit (image, megapixel, second, request), comma-separated",
 	"spend.budgets":       "budgets: scope=amount/window (global, model:<id>, tenant:<t>; hour, day), comma-separated",
 	"spend.budget_policy": "a job over a budget: wait (for the next window) or fail (budget_exceeded)",
-	"log.format": "log format: json or text",
+	"log.format":          "log format: json or text",
 }
 
 // RegisterFlags adds one flag per key to fs, named by the dotted key

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,6 +50,9 @@ const admissionConflicts = 64
 // admissionRecord is the body of admissionKey.
 type admissionRecord struct {
 	Jobs map[string]admitted `json:"jobs"`
+	// Spend is the estimated spend per budget and window (spendKey), for
+	// spend.budgets; windows over two days old are dropped.
+	Spend map[string]float64 `json:"spend,omitempty"`
 }
 
 // admitted is one admitted job.
@@ -58,11 +62,19 @@ type admitted struct {
 	At     time.Time `json:"at"`
 }
 
-// admission applies the caps through the admission record.
+// admission applies the caps and budgets through the admission record.
 type admission struct {
-	kv     jetstream.KeyValue
-	limits config.Limits
-	now    func() time.Time
+	kv      jetstream.KeyValue
+	limits  config.Limits
+	budgets []config.Budget
+	prices  map[string]config.Price
+	now     func() time.Time
+}
+
+// unitPrice is the estimate a pending job of model counts against its
+// budgets: one unit at its price (its real cost is known only at the end).
+func (a *admission) unitPrice(model string) float64 {
+	return a.prices[model].Amount
 }
 
 // errAdmissionBusy: too many concurrent writers; try again later.
@@ -131,21 +143,52 @@ func (a *admission) full(rec admissionRecord, model, tenant string) string {
 	return ""
 }
 
-// admit admits job id if every cap has room. It returns "" once the job is
-// admitted (also when it already was), or the cap that is full.
-func (a *admission) admit(ctx context.Context, id, model, tenant string) (string, error) {
+// overBudget returns the budget one more job of model and tenant would
+// pass ("" when none): its window's spend, plus one unit of every pending
+// job it covers, plus one unit of this job.
+func (a *admission) overBudget(rec admissionRecord, model, tenant string, now time.Time) string {
+	for _, b := range a.budgets {
+		if !applies(b, model, tenant) {
+			continue
+		}
+		est := rec.Spend[spendKey(b, now)] + a.unitPrice(model)
+		for _, e := range rec.Jobs {
+			if applies(b, e.Model, e.Tenant) {
+				est += a.unitPrice(e.Model)
+			}
+		}
+		if est > b.Amount+1e-9 {
+			return fmt.Sprintf("budget %s (%g per %s)", b.Key(), b.Amount, b.Window)
+		}
+	}
+	return ""
+}
+
+// refusal says why a job was not admitted.
+type refusal struct {
+	reason string // the cap or budget
+	budget bool   // a budget, not a cap
+}
+
+// admit admits job id if every cap and budget has room. It returns nil
+// once the job is admitted (also when it already was), or why not.
+func (a *admission) admit(ctx context.Context, id, model, tenant string) (*refusal, error) {
 	for range admissionConflicts {
 		rec, rev, err := a.load(ctx)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		if _, ok := rec.Jobs[id]; ok {
-			return "", nil
+			return nil, nil
 		}
 		if full := a.full(rec, model, tenant); full != "" {
-			return full, nil
+			return &refusal{reason: full}, nil
 		}
-		rec.Jobs[id] = admitted{Model: model, Tenant: tenant, At: a.now().UTC()}
+		now := a.now().UTC()
+		if over := a.overBudget(rec, model, tenant, now); over != "" {
+			return &refusal{reason: over, budget: true}, nil
+		}
+		rec.Jobs[id] = admitted{Model: model, Tenant: tenant, At: now}
 		err = a.store(ctx, rec, rev)
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			continue // another writer first: decide again from its record
@@ -153,21 +196,33 @@ func (a *admission) admit(ctx context.Context, id, model, tenant string) (string
 		if err != nil {
 			// The write may have applied (a lost reply): the next
 			// attempt finds the id, so the caller just tries again.
-			return "", fmt.Errorf("admit %s: %w", id, err)
+			return nil, fmt.Errorf("admit %s: %w", id, err)
 		}
-		return "", nil
+		return nil, nil
 	}
-	return "", errAdmissionBusy
+	return nil, errAdmissionBusy
 }
 
 // release removes the ids that are admitted from the record.
 func (a *admission) release(ctx context.Context, ids ...string) error {
+	return a.releaseSpent(ctx, 0, ids...)
+}
+
+// releaseSpent removes the ids that are admitted from the record and adds
+// cost to the current window of every budget that covers them (cost is
+// given for one job: ids is then that job's id).
+func (a *admission) releaseSpent(ctx context.Context, cost float64, ids ...string) error {
 	for range admissionConflicts {
 		rec, rev, err := a.load(ctx)
 		if err != nil {
 			return err
 		}
 		n := len(rec.Jobs)
+		if cost > 0 && len(ids) == 1 {
+			if e, ok := rec.Jobs[ids[0]]; ok {
+				a.spend(&rec, e, cost)
+			}
+		}
 		for _, id := range ids {
 			delete(rec.Jobs, id)
 		}
@@ -181,6 +236,28 @@ func (a *admission) release(ctx context.Context, ids ...string) error {
 		return err
 	}
 	return errAdmissionBusy
+}
+
+// spend adds cost to the current window of each budget covering e, and
+// drops windows that ended over two days ago.
+func (a *admission) spend(rec *admissionRecord, e admitted, cost float64) {
+	now := a.now()
+	if rec.Spend == nil {
+		rec.Spend = map[string]float64{}
+	}
+	for _, b := range a.budgets {
+		if applies(b, e.Model, e.Tenant) {
+			rec.Spend[spendKey(b, now)] += cost
+		}
+	}
+	old := now.Add(-48 * time.Hour)
+	for k := range rec.Spend {
+		if i := strings.LastIndexByte(k, '|'); i >= 0 {
+			if t, err := time.Parse(time.RFC3339, k[i+1:]); err == nil && t.Before(old) {
+				delete(rec.Spend, k)
+			}
+		}
+	}
 }
 
 // orphans returns the admitted ids whose job is over or was never claimed:

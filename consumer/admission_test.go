@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/falbridge/falbridge/config"
@@ -312,4 +313,85 @@ func TestSlotsOfADeadReplicaComeBack(t *testing.T) {
 	af.mu.Lock()
 	defer af.mu.Unlock()
 	require.LessOrEqual(t, af.maxTotal, 4)
+}
+
+// #15 budgets: a global budget of 0.05 a day at 0.01 per image, one image a
+// job, one job pending at a time: exactly 5 jobs run; the rest end
+// budget_exceeded (policy fail) or wait for the next window (policy wait),
+// never reaching fal. The spend metric is the sum of the results' costs.
+func TestBudgetStopsAdmission(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []string{config.BudgetFail, config.BudgetWait} {
+		t.Run(policy, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, func(o *setupOpts) {
+				o.cfg = func(c *config.Config) {
+					c.Limits.MaxPending = 1
+					c.Spend.Prices = []string{"fal-ai/flux/schnell=0.01/image"}
+					c.Spend.Budgets = []string{"global=0.05/day"}
+					c.Spend.BudgetPolicy = policy
+				}
+			})
+			reg := prometheus.NewRegistry()
+			p, err := consumer.New(b.nc, b.fal, b.cfg, consumer.WithVerifier(b.fal.Verifier()),
+				consumer.WithLogger(testLogger(t)), consumer.WithMetrics(consumer.NewMetrics(reg)))
+			require.NoError(t, err)
+			b.start(p)
+			for i := range 8 {
+				b.publish("b", fmt.Sprintf(`{"id":"budget-%d","model_id":"fal-ai/flux/schnell","input":{"prompt":"p","num_images":1}}`, i))
+			}
+			var costs float64
+			results, waiting := 0, 0
+			if policy == config.BudgetWait {
+				// Which 5 run is up to the race for the slot: wait until 3
+				// are left waiting with 5 done.
+				waitFor(t, "5 done, 3 waiting", func() bool {
+					done, w := 0, 0
+					for i := range 8 {
+						switch b.jobStateOrEmpty(fmt.Sprintf("budget-%d", i)) {
+						case "done":
+							done++
+						case "waiting":
+							w++
+						}
+					}
+					return done == 5 && w == 3
+				})
+			}
+			for i := range 8 {
+				id := fmt.Sprintf("budget-%d", i)
+				if policy == config.BudgetWait && b.jobStateOrEmpty(id) == "waiting" {
+					waiting++
+					continue
+				}
+				res, ev := b.terminal(id)
+				if ev != nil {
+					require.Equal(t, publisher.CodeBudgetExceeded, ev.Code, id)
+					require.Contains(t, ev.Message, "budget global")
+					continue
+				}
+				require.NotNil(t, res.Cost, id)
+				require.Equal(t, publisher.Cost{Amount: 0.01, Currency: "USD", Unit: "image", Quantity: 1, Estimated: true}, *res.Cost)
+				costs += res.Cost.Amount
+				results++
+			}
+			if policy == config.BudgetWait {
+				require.Equal(t, 3, waiting)
+			}
+			require.Equal(t, 5, results, "exactly the budget's worth of jobs ran")
+			require.EqualValues(t, 5, b.stats().Submits, "no job over the budget reached fal")
+			require.InDelta(t, 0.05, costs, 1e-9)
+			mfs, err := reg.Gather()
+			require.NoError(t, err)
+			var spent float64
+			for _, mf := range mfs {
+				if mf.GetName() == "falbridge_spend_total" {
+					for _, m := range mf.GetMetric() {
+						spent += m.GetCounter().GetValue()
+					}
+				}
+			}
+			require.InDelta(t, costs, spent, 1e-9, "falbridge_spend_total is the sum of the results' costs")
+		})
+	}
 }

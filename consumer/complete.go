@@ -28,7 +28,11 @@ func (p *Pool) finish(_ context.Context, j *job, rev uint64, res *publisher.Resu
 		published bool
 		err       error
 	)
+	var cost float64
 	if res != nil {
+		if res.Cost = p.costOf(j, res.Output); res.Cost != nil {
+			cost = res.Cost.Amount
+		}
 		b, tooBig, eerr := p.emit.encodeResult(res)
 		switch {
 		case eerr != nil:
@@ -69,12 +73,18 @@ func (p *Pool) finish(_ context.Context, j *job, rev uint64, res *publisher.Resu
 		outcome = p.emit.existingOutcome(ctx, j.ID)
 	} else {
 		p.metrics.finished(j, code, via, p.now())
+		if res != nil {
+			p.metrics.spent(j, cost)
+		}
 	}
 	if err := p.store.markDone(ctx, j, rev, outcome, p.now().UTC()); err != nil {
 		return published, err
 	}
 	p.recent.put(j, 0)
-	p.releaseSlot(j.ID)
+	if !published || res == nil {
+		cost = 0 // another path ended it, or no result to pay for
+	}
+	p.releaseSlotSpent(j.ID, cost)
 	if published {
 		p.log.Debug("job done", "trigger_id", j.ID, "request_id", j.RequestID, "model_id", j.ModelID, "outcome", outcome, "via", via)
 	}

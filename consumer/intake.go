@@ -122,13 +122,13 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) verdict {
 		Deadline:      d.receivedAt.Add(timeout),
 	}
 	if p.adm != nil {
-		full, err := p.adm.admit(ctx, id, t.ModelID, t.Tenant)
+		no, err := p.adm.admit(ctx, id, t.ModelID, t.Tenant)
 		if err != nil {
 			p.log.Warn("admission failed; will retry", "trigger_id", id, "err", err)
 			return nakAfter(natsDelays.after(int(d.delivered), 0))
 		}
-		if full != "" {
-			return p.wait(ctx, d, t, j, full)
+		if no != nil {
+			return p.wait(ctx, d, t, j, no)
 		}
 	}
 	p.lease(j, now)
@@ -151,9 +151,10 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) verdict {
 // so that waiting work never fills the trigger consumer's MaxAckPending and
 // the triggers behind it (another tenant's, say) are still read. Other jobs
 // hand their trigger back to the stream until a slot may be free.
-func (p *Pool) wait(ctx context.Context, d *delivery, t *publisher.Trigger, j *job, full string) verdict {
+func (p *Pool) wait(ctx context.Context, d *delivery, t *publisher.Trigger, j *job, no *refusal) verdict {
+	fail := no.budget && p.cfg.Spend.BudgetPolicy == config.BudgetFail
 	j.State = stateWaiting
-	j.Parked = j.Mode == publisher.ModeQueue && p.parkable(d.body)
+	j.Parked = !fail && j.Mode == publisher.ModeQueue && p.parkable(d.body)
 	rev, err := p.store.create(ctx, j)
 	switch {
 	case errors.Is(err, errJobExists):
@@ -162,7 +163,10 @@ func (p *Pool) wait(ctx context.Context, d *delivery, t *publisher.Trigger, j *j
 		p.log.Warn("recording a waiting job failed; will retry", "trigger_id", j.ID, "err", err)
 		return nakAfter(natsDelays.after(int(d.delivered), 0))
 	}
-	p.log.Debug("job waits: a cap on pending jobs is full", "trigger_id", j.ID, "model_id", j.ModelID, "tenant", j.Tenant, "cap", full, "parked", j.Parked)
+	if fail {
+		return p.finishIntake(ctx, d, j, rev, nil, budgetFailure(no))
+	}
+	p.log.Debug("job waits: a cap or budget is full", "trigger_id", j.ID, "model_id", j.ModelID, "tenant", j.Tenant, "full", no.reason, "parked", j.Parked)
 	if j.Parked && !j.Truncated {
 		// The timer first, then the ack: a crash in between redelivers
 		// the trigger, which finds the job waiting.
@@ -176,6 +180,13 @@ func (p *Pool) wait(ctx context.Context, d *delivery, t *publisher.Trigger, j *j
 		}
 	}
 	return nakAfter(jittered(admissionRetry))
+}
+
+// budgetFailure is the error of a job refused by a budget under the fail
+// policy.
+func budgetFailure(no *refusal) *failure {
+	return &failure{Code: publisher.CodeBudgetExceeded, Message: fmt.Sprintf(
+		"admitting the job would pass %s (spend.budget_policy=fail); nothing was sent to fal", no.reason)}
 }
 
 // parkable reports whether a trigger body fits its job record whole (the
@@ -207,12 +218,15 @@ func (p *Pool) admitWaiting(ctx context.Context, d *delivery, t *publisher.Trigg
 		return p.finishIntake(ctx, d, j, rev, nil, &f)
 	}
 	if p.adm != nil {
-		full, err := p.adm.admit(ctx, j.ID, j.ModelID, j.Tenant)
+		no, err := p.adm.admit(ctx, j.ID, j.ModelID, j.Tenant)
 		if err != nil {
 			p.log.Warn("admission failed; will retry", "trigger_id", j.ID, "err", err)
 			return nakAfter(natsDelays.after(int(d.delivered), 0))
 		}
-		if full != "" {
+		if no != nil && no.budget && p.cfg.Spend.BudgetPolicy == config.BudgetFail {
+			return p.finishIntake(ctx, d, j, rev, nil, budgetFailure(no))
+		}
+		if no != nil {
 			return nakAfter(jittered(admissionRetry))
 		}
 	}
@@ -232,13 +246,17 @@ func (p *Pool) admitWaiting(ctx context.Context, d *delivery, t *publisher.Trigg
 
 // releaseSlot gives job id's slot under the caps back, best effort: if it
 // fails, the sweep gives it back.
-func (p *Pool) releaseSlot(id string) {
+func (p *Pool) releaseSlot(id string) { p.releaseSlotSpent(id, 0) }
+
+// releaseSlotSpent is releaseSlot that also counts the job's cost against
+// its budgets.
+func (p *Pool) releaseSlotSpent(id string, cost float64) {
 	if p.adm == nil {
 		return
 	}
 	ctx, cancel := p.finishContext()
 	defer cancel()
-	if err := p.adm.release(ctx, id); err != nil {
+	if err := p.adm.releaseSpent(ctx, cost, id); err != nil {
 		p.log.Warn("releasing a slot failed; the sweep will", "trigger_id", id, "err", err)
 	}
 }

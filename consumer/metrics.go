@@ -31,6 +31,8 @@ type Metrics struct {
 	webhookToPublish  prometheus.Histogram
 	pendingGaugeState *pendingGauge
 	models            modelLabels
+	spend             *prometheus.CounterVec
+	tenants           tenantLabels
 }
 
 // maxModelLabels caps the distinct values of the model label: model ids come
@@ -77,6 +79,37 @@ func (l *modelLabels) label(model string, admit bool) string {
 	return model
 }
 
+// tenantLabels caps the distinct values of the tenant label as
+// modelLabels does for models: tenants come from triggers.
+type tenantLabels struct {
+	mu   sync.Mutex
+	seen map[string]struct{}
+}
+
+func (l *tenantLabels) label(tenant string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.seen[tenant]; ok {
+		return tenant
+	}
+	if len(l.seen) >= maxModelLabels {
+		return "other"
+	}
+	if l.seen == nil {
+		l.seen = map[string]struct{}{}
+	}
+	l.seen[tenant] = struct{}{}
+	return tenant
+}
+
+// spent counts a result's estimated cost.
+func (m *Metrics) spent(j *job, amount float64) {
+	if m == nil || amount <= 0 {
+		return
+	}
+	m.spend.WithLabelValues(m.models.label(j.ModelID, true), m.tenants.label(j.Tenant)).Add(amount)
+}
+
 // latencyBuckets span fast image models (sub-second) to video (minutes).
 var latencyBuckets = []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800}
 
@@ -100,6 +133,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Status polls of pending jobs by outcome: running, completed, error."}, []string{"outcome"}),
 		eventsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "falbridge_events_published_total",
 			Help: "Terminal events published, by kind (result, error) and error code."}, []string{"kind", "code"}),
+		spend: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "falbridge_spend_total",
+			Help: "Estimated spend of results of priced models (spend.prices), in spend.currency, by model and tenant."}, []string{"model", "tenant"}),
 		completions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "falbridge_completions_total",
 			Help: "Jobs ended, by the path that ended them: webhook, poll, sync, stream, cancel, timeout, intake."}, []string{"via"}),
 		ambiguousSubmits: prometheus.NewCounter(prometheus.CounterOpts{Name: "falbridge_ambiguous_submits_total",
@@ -116,7 +151,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	for _, c := range []prometheus.Collector{m.triggersReceived, m.triggersRejected, m.submits, m.falRequests, m.falRetries,
 		m.webhooks, m.polls, m.eventsPublished, m.completions, m.ambiguousSubmits, m.falQueueSeconds, m.falRunSeconds,
-		m.endToEndSeconds, m.webhookToPublish} {
+		m.endToEndSeconds, m.webhookToPublish, m.spend} {
 		f(c)
 	}
 	// Fixed label values start at zero, so dashboards see every series.

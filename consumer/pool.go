@@ -106,6 +106,9 @@ type Pool struct {
 	// adm applies the cross-replica caps on pending jobs; nil when they
 	// are off (limits.max_pending 0).
 	adm *admission
+	// prices is spend.prices, parsed.
+	prices  map[string]config.Price
+	budgets []config.Budget
 	// slotWait and slotRetry are modelSlotWait and modelSlotRetry (tests
 	// shorten them).
 	slotWait, slotRetry time.Duration
@@ -187,6 +190,12 @@ func New(nc *nats.Conn, fal Fal, cfg config.Config, opts ...Option) (*Pool, erro
 	p.webhookBase = cfg.Webhook.URL()
 	p.emit = &emitter{js: js, nc: nc, subjects: p.subjects, pattern: terminalPattern(p.subjects), log: p.log}
 	p.limiter = newModelLimiter(cfg.Limits.MaxInFlightPerModel, cfg.Limits.ModelLimits)
+	if p.prices, err = cfg.Spend.PriceTable(); err != nil {
+		return nil, fmt.Errorf("consumer: spend.prices: %w", err)
+	}
+	if p.budgets, err = cfg.Spend.BudgetList(); err != nil {
+		return nil, fmt.Errorf("consumer: spend.budgets: %w", err)
+	}
 	return p, nil
 }
 
@@ -213,7 +222,7 @@ func (p *Pool) Start(ctx context.Context) error {
 	}
 	p.store = newJobStore(p.js, kv, p.cfg.Streams.JobsBucket, p.nc.MaxPayload())
 	if p.cfg.Limits.Admission() {
-		p.adm = &admission{kv: kv, limits: p.cfg.Limits, now: p.now}
+		p.adm = &admission{kv: kv, limits: p.cfg.Limits, budgets: p.budgets, prices: p.prices, now: p.now}
 	}
 	if p.pending, err = p.js.Stream(ctx, p.cfg.Streams.Pending); err != nil {
 		return fmt.Errorf("consumer: pending stream %q: %w", p.cfg.Streams.Pending, err)

@@ -136,6 +136,20 @@ type Result struct {
 	// Note explains something unusual about the result, e.g. that a cancel
 	// was requested but fal finished (and billed) the run first.
 	Note string `json:"note,omitempty"`
+	// Cost is the run's estimated cost, when the bridge has a price for
+	// the model (spend.prices).
+	Cost *Cost `json:"cost,omitempty"`
+}
+
+// Cost is an estimate from the bridge's price table, not fal's invoice:
+// Quantity units (read from the output: images, megapixels, seconds of
+// video, or one request) at the table's price.
+type Cost struct {
+	Amount    float64 `json:"amount"`
+	Currency  string  `json:"currency"`
+	Unit      string  `json:"unit"` // image, megapixel, second or request
+	Quantity  float64 `json:"quantity"`
+	Estimated bool    `json:"estimated"` // always true: see Cost
 }
 
 // Code classifies an error event.
@@ -183,6 +197,9 @@ const (
 	// request, whose result can be fetched from fal directly while fal keeps
 	// it.
 	CodeResultTooLarge Code = "result_too_large"
+	// CodeBudgetExceeded: admitting the job would pass a budget
+	// (spend.budgets) and the policy is fail; nothing was sent to fal.
+	CodeBudgetExceeded Code = "budget_exceeded"
 )
 
 // Error is the error event, published on "<errors prefix>.<id>". It

@@ -99,7 +99,7 @@ func (e *env) setup(ctx context.Context) error {
 		"--webhook-retries", "10", "--webhook-retry-delay", "500ms"); err != nil {
 		return err
 	}
-	if err := waitHTTP(ctx, e.simURL+"/_sim/stats", 20*time.Second); err != nil {
+	if err := waitHTTP(ctx, e.simURL+"/_sim/stats", 20*time.Second, e.sim); err != nil {
 		return err
 	}
 	e.led = newLedger()
@@ -207,7 +207,7 @@ func (e *env) startReplica(ctx context.Context, r *replica) error {
 	r.starts++
 	r.mu.Unlock()
 	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", r.admin)
-	if err := waitHTTP(ctx, url, 60*time.Second); err != nil {
+	if err := waitHTTP(ctx, url, 60*time.Second, p); err != nil {
 		if p.exited() {
 			return fmt.Errorf("falbridge-%d exited at start (see %s)", r.idx, r.log)
 		}
@@ -216,12 +216,21 @@ func (e *env) startReplica(ctx context.Context, r *replica) error {
 	return nil
 }
 
-// ensureReplica restarts r if it is not running (after a fault).
+// ensureReplica restarts r if it is not running (after a fault). A
+// replica that exits at start (NATS still electing leaders) is started
+// again, as a Deployment would, at most 8 times with a growing pause.
 func (e *env) ensureReplica(ctx context.Context, r *replica) error {
-	if p := r.current(); p != nil && !p.exited() {
-		return nil
+	var err error
+	for attempt := range 8 {
+		if p := r.current(); p != nil && !p.exited() {
+			return nil
+		}
+		if err = e.startReplica(ctx, r); err == nil {
+			return nil
+		}
+		sleepCtx(ctx, time.Duration(attempt+1)*500*time.Millisecond)
 	}
-	return e.startReplica(ctx, r)
+	return err
 }
 
 func (e *env) killReplica(r *replica, sig syscall.Signal) {

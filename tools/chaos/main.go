@@ -62,7 +62,7 @@ func run() int {
 	quick := os.Getenv("CHAOS_QUICK") == "1"
 	o := options{n: 5000, nodes: 3, window: 60 * time.Second, drain: 5 * time.Minute}
 	if quick {
-		o.n, o.window, o.drain = 300, 15*time.Second, 2*time.Minute
+		o.n, o.window, o.drain = 300, 20*time.Second, 2*time.Minute
 	}
 	var scen string
 	flag.IntVar(&o.n, "n", o.n, "triggers per scenario (CHAOS_N)")
@@ -310,6 +310,9 @@ func runScenario(ctx context.Context, o options, sc scenario, bins string, flags
 			if evs[0].Kind == "error" && evs[0].Code == "ambiguous_submit" {
 				if len(accepted) > 0 {
 					res.ambigSeen++
+					// Not a failure (policy fail: billed once, reported), but
+					// worth its file: why did no webhook settle it?
+					investigate(e, s, "ambiguous", []string{"ambiguous_submit although fal accepted the submit"}, evs, records[s.ID], accepted)
 				} else {
 					res.ambigNot++
 				}
@@ -321,7 +324,7 @@ func runScenario(ctx context.Context, o options, sc scenario, bins string, flags
 		}
 		if len(why) > 0 {
 			res.problems = append(res.problems, s.ID)
-			investigate(e, s, why, evs, records[s.ID], accepted)
+			investigate(e, s, "problems", why, evs, records[s.ID], accepted)
 		}
 	}
 	res.panics = countPanics(e)
@@ -404,8 +407,8 @@ func countPanics(e *env) int {
 // investigate writes one file per problem id: the trigger, its events and
 // record, what fal saw, and every log line naming it or its request ids,
 // from every process, sorted by time.
-func investigate(e *env, s *spec, why []string, evs []event, rec json.RawMessage, accepted []string) {
-	dir := filepath.Join(e.dir, "problems")
+func investigate(e *env, s *spec, kind string, why []string, evs []event, rec json.RawMessage, accepted []string) {
+	dir := filepath.Join(e.dir, kind)
 	_ = os.MkdirAll(dir, 0o755)
 	var b strings.Builder
 	_, seen := e.led.snapshot(s.ID)

@@ -158,15 +158,22 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// waitHTTP polls url until it answers 200, for at most d.
-func waitHTTP(ctx context.Context, url string, d time.Duration) error {
+// waitHTTP polls url until it answers 200, for at most d; it gives up
+// early when p (if not nil) exits.
+func waitHTTP(ctx context.Context, url string, d time.Duration, p *proc) error {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
+	var exited <-chan struct{}
+	if p != nil {
+		exited = p.done
+	}
 	for {
 		if code, err := httpGetCode(ctx, url); err == nil && code == 200 {
 			return nil
 		}
 		select {
+		case <-exited:
+			return fmt.Errorf("wait for %s: %s exited", url, p.name)
 		case <-ctx.Done():
 			return fmt.Errorf("wait for %s: %w", url, errors.Join(ctx.Err(), context.Cause(ctx)))
 		case <-time.After(200 * time.Millisecond):

@@ -90,7 +90,7 @@ func (f *faulter) bounceNode(n *natsNode, down time.Duration) {
 }
 
 func killNATSNode(ctx context.Context, f *faulter) {
-	f.every(ctx, 6*time.Second, func() {
+	f.every(ctx, 4*time.Second, func() {
 		f.bounceNode(f.e.nodes[f.rng.IntN(len(f.e.nodes))], 3*time.Second)
 	})
 }
@@ -98,7 +98,7 @@ func killNATSNode(ctx context.Context, f *faulter) {
 // killLeader kills the node leading FAL_PENDING (the timers), else the
 // trigger stream's leader.
 func killLeader(ctx context.Context, f *faulter) {
-	f.every(ctx, 6*time.Second, func() {
+	f.every(ctx, 4*time.Second, func() {
 		name := streamLeader(ctx, f.e.js, "FAL_PENDING")
 		if name == "" {
 			name = streamLeader(ctx, f.e.js, "FAL_REQUESTS")

@@ -134,7 +134,12 @@ func (p *falProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	out, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+p.target+r.URL.RequestURI(), bytes.NewReader(body))
+	// The call to fal outlives the client: a falbridge killed after sending
+	// a submit does not un-submit it, and the ledger must learn its
+	// request id all the same.
+	uctx, ucancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Minute)
+	defer ucancel()
+	out, err := http.NewRequestWithContext(uctx, r.Method, "http://"+p.target+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
 		http.Error(w, "proxy: "+err.Error(), http.StatusBadGateway)
 		return

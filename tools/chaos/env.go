@@ -96,7 +96,7 @@ func (e *env) setup(ctx context.Context) error {
 	e.simURL = "http://" + simAddr
 	if e.sim, err = e.procs.start("falsim", filepath.Join(e.dir, "falsim.log"), nil, e.bin("falsim"),
 		"--addr", simAddr, "--concurrency", "256", "--jitter", "0", "--seed", "1",
-		"--webhook-retries", "10", "--webhook-retry-delay", "500ms"); err != nil {
+		"--webhook-retries", "10", "--webhook-retry-delay", "500ms", "--verbose"); err != nil {
 		return err
 	}
 	if err := waitHTTP(ctx, e.simURL+"/_sim/stats", 20*time.Second, e.sim); err != nil {

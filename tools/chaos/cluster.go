@@ -82,14 +82,20 @@ func (n *natsNode) start() error {
 
 func (n *natsNode) up() bool { return n.proc != nil && !n.proc.exited() }
 
-// jsReady waits until JetStream answers account info through nc (a meta
-// leader exists in cluster mode).
-func jsReady(ctx context.Context, js jetstream.JetStream, d time.Duration) error {
+// jsReady waits until JetStream can place a stream on replicas nodes: a
+// meta leader answering is not enough, the peers must be known too ("no
+// suitable peers for placement" otherwise). It creates and deletes a probe
+// stream.
+func jsReady(ctx context.Context, js jetstream.JetStream, replicas int, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	for {
-		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := js.AccountInfo(actx)
+		actx, acancel := context.WithTimeout(ctx, 3*time.Second)
+		_, err := js.CreateOrUpdateStream(actx, jetstream.StreamConfig{Name: "CHAOS_PROBE", Subjects: []string{"chaos.probe"},
+			Replicas: replicas, Storage: jetstream.MemoryStorage})
+		if err == nil {
+			err = js.DeleteStream(actx, "CHAOS_PROBE")
+		}
 		acancel()
 		if err == nil {
 			return nil

@@ -84,7 +84,7 @@ func (e *env) setup(ctx context.Context) error {
 	if e.js, err = jetstream.New(e.nc); err != nil {
 		return err
 	}
-	if err := jsReady(ctx, e.js, 30*time.Second); err != nil {
+	if err := jsReady(ctx, e.js, len(nodes), 60*time.Second); err != nil {
 		return err
 	}
 
@@ -139,7 +139,7 @@ func (e *env) setup(ctx context.Context) error {
 			r.natsURL = strings.Join(partURLs, ",")
 		}
 		e.reps = append(e.reps, r)
-		if err := e.startReplica(ctx, r); err != nil {
+		if err := e.ensureReplica(ctx, r); err != nil {
 			return err
 		}
 	}

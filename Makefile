@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/falbridge/falbridge/internal/version.Version=$(VERSION)
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/staticcheck)
 
-.PHONY: help test unit vet lint fmt build dev demo e2e-cli fuzz clean image deploy-check
+.PHONY: help test unit vet lint fmt build dev demo e2e-cli fuzz clean image deploy-check chaos chaos-quick
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -56,3 +56,10 @@ image: ## build the container image IMAGE (default falbridge:VERSION) from the D
 
 deploy-check: ## check deploy/ (own module tools/deploycheck): kustomize renders, strict Kubernetes schemas, probes and ports vs the binary, dashboard metrics
 	cd tools/deploycheck && $(GO) test -count=1 ./...
+
+CHAOS_FLAGS ?=
+chaos: ## separate processes (3-node NATS cluster, simulator, 3 replicas) under faults, counted from outside (tools/chaos); CHAOS_QUICK=1 for the short run, CHAOS_FLAGS for more
+	$(GO) run ./tools/chaos $(CHAOS_FLAGS)
+
+chaos-quick: ## the short chaos run: a few hundred triggers, the most telling scenarios (a few minutes)
+	CHAOS_QUICK=1 $(GO) run ./tools/chaos $(CHAOS_FLAGS)

@@ -66,12 +66,16 @@ func loadSettings() settings {
 	s.naiveJobs = envInt("BENCH_NAIVE_JOBS", naive)
 	s.rounds = envInt("BENCH_ROUNDS", rounds)
 	s.pending = envInt("BENCH_PENDING", pending)
+	if os.Getenv("BENCH_PENDING") == "0" {
+		s.pending = 0 // no pending-jobs mode
+	}
 	s.latencyFor = envDuration("BENCH_LATENCY_PHASE", lat)
 	s.tailMax = envDuration("BENCH_TAIL_MAX", tail)
 	s.grace = envDuration("BENCH_WEBHOOK_GRACE", 5*time.Second)
 	s.pendingGrace = 10 * time.Minute
 	s.modelLatency = envDuration("BENCH_MODEL_LATENCY", 200*time.Millisecond)
 	s.profileDir = os.Getenv("BENCH_PROFILE")
+	s.subjects = os.Getenv("BENCH_SUBJECTS") == "1"
 	if k := os.Getenv("BENCH_KINDS"); k != "" {
 		s.kinds = strings.Split(k, ",")
 	}
@@ -126,7 +130,9 @@ func runBench(ctx context.Context, out io.Writer) (err error) {
 		}
 	}()
 	host, _ := os.Hostname()
-	fmt.Fprintf(out, "\nmachine: %s, %d CPUs (shared with everything else on it); model run time %s; %d round(s)\n", host, runtime.NumCPU(), s.modelLatency, s.rounds)
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Fprintf(out, "\nmachine: %s, %d CPUs (shared with everything else on it; load average at start %s); model run time %s; %d round(s)\n",
+		host, runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:min(3, len(strings.Fields(string(load))))], " "), s.modelLatency, s.rounds)
 	fmt.Fprintf(out, "jobs per throughput phase: %d (naive: %d); polling.webhook_grace %s\n\n", s.jobs, s.naiveJobs, s.grace)
 
 	all := map[string][]*result{}
@@ -141,12 +147,15 @@ func runBench(ctx context.Context, out io.Writer) (err error) {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return err
 			}
-			r, err := runOne(ctx, ps, s, kind, dir, "")
+			r, err := runOne(ctx, ps, s, kind, dir, "", "", 0)
 			if err != nil {
 				return fmt.Errorf("round %d %s: %w", round+1, kind, err)
 			}
-			fmt.Fprintf(out, "round %d %-18s %6.0f jobs/s e2e, %6.0f steady, %.2f CPU-s/1k, lost %d dup %d errors %d\n",
-				round+1, kind, r.e2eRate, r.steadyRate, sum(r.cpu), r.lost, r.duplicated, r.errors)
+			fmt.Fprintf(out, "round %d %-18s %6.0f jobs/s e2e, %6.0f steady, %.2f CPU-s/1k, lost %d dup %d errors %d; results at %s\n",
+				round+1, kind, r.e2eRate, r.steadyRate, sum(r.cpu), r.lost, r.duplicated, r.errors, r.curve)
+			if r.subjects != nil {
+				printTap(out, kind, r.subjects, r.jobs)
+			}
 			all[kind] = append(all[kind], r)
 		}
 	}
@@ -192,9 +201,13 @@ func runBench(ctx context.Context, out io.Writer) (err error) {
 	return nil
 }
 
-// runOne measures one kind on a fresh instance.
-func runOne(ctx context.Context, ps *procs, s settings, kind, dir, cpuProfile string) (*result, error) {
-	st, err := startStack(ctx, ps, s.bin, stackOptions{kind: kind, dir: dir, modelLatency: s.modelLatency, grace: s.grace, cpuProfile: cpuProfile})
+// runOne measures one kind on a fresh instance. With cpuProfile set,
+// falbridge runs as `bench serve-profiled` and is profiled over the
+// throughput phase and its tail; nats-server is profiled too, over
+// natsProfileFor from the phase's start, into natsProfile.
+func runOne(ctx context.Context, ps *procs, s settings, kind, dir, cpuProfile, natsProfile string, natsProfileFor time.Duration) (*result, error) {
+	st, err := startStack(ctx, ps, s.bin, stackOptions{kind: kind, dir: dir, modelLatency: s.modelLatency, grace: s.grace,
+		cpuProfile: cpuProfile, natsProfile: natsProfile != ""})
 	if err != nil {
 		return nil, err
 	}
@@ -204,10 +217,25 @@ func runOne(ctx context.Context, ps *procs, s settings, kind, dir, cpuProfile st
 		jobs = s.naiveJobs
 	}
 	var prof func(bool)
+	natsDone := make(chan error, 1)
 	if cpuProfile != "" {
-		prof = signalProfile(st.sut)
+		sig := signalProfile(st.sut)
+		prof = func(start bool) {
+			sig(start)
+			if start && natsProfile != "" {
+				go func() { natsDone <- st.fetchTo(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", st.natsProfileURL, int(natsProfileFor.Seconds())), natsProfile) }()
+			}
+		}
 	}
-	return measure(ctx, st, s, jobs, prof)
+	r, err := measure(ctx, st, s, jobs, prof)
+	if natsProfile != "" && cpuProfile != "" {
+		// The fetch ends by itself after natsProfileFor; wait for it so
+		// that no goroutine outlives the instance.
+		if ferr := <-natsDone; ferr != nil && err == nil {
+			err = fmt.Errorf("nats-server profile: %w", ferr)
+		}
+	}
+	return r, err
 }
 
 // profileRun measures falbridge-webhook once more, as `bench serve-profiled`,
@@ -224,14 +252,27 @@ func profileRun(ctx context.Context, ps *procs, s settings, work string, all map
 	if err != nil {
 		return err
 	}
-	r, err := runOne(ctx, ps, s, kindWebhook, dir, file)
+	natsFile := filepath.Join(filepath.Dir(file), "nats-server.cpu.pprof")
+	// nats-server's profile has a fixed length: the throughput phase as
+	// long as the rounds measured it.
+	natsFor := 10 * time.Second
+	var rates []float64
+	for _, r := range all[kindWebhook] {
+		rates = append(rates, r.e2eRate)
+	}
+	if m := median(rates); m > 0 {
+		natsFor = time.Duration(float64(s.jobs)/m*float64(time.Second)) + time.Second
+	}
+	r, err := runOne(ctx, ps, s, kindWebhook, dir, file, natsFile, natsFor)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "\nCPU profile of falbridge (webhook, %d jobs, %.0f jobs/s e2e, %.2f CPU-s/1k in falbridge): %s\n",
 		r.jobs, r.e2eRate, r.cpu[kindWebhook], file)
-	for _, args := range [][]string{{"-top", "-nodecount=30"}, {"-top", "-cum", "-nodecount=40"}} {
-		cmd := exec.CommandContext(ctx, cmpOr(os.Getenv("GO"), "go"), append(append([]string{"tool", "pprof"}, args...), file)...)
+	fmt.Fprintf(out, "nats-server's, over the first %s of the same phase: %s\n", natsFor.Round(time.Second), natsFile)
+	for _, f := range []string{file, natsFile} {
+		fmt.Fprintf(out, "\n$ go tool pprof -top -nodecount=35 %s\n", f)
+		cmd := exec.CommandContext(ctx, cmpOr(os.Getenv("GO"), "go"), "tool", "pprof", "-top", "-nodecount=35", f)
 		cmd.Stdout, cmd.Stderr = out, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return err

@@ -27,6 +27,8 @@ type result struct {
 	latRate                  float64          // jobs/s of the latency phase
 	rss                      map[string]int64 // peak, KiB
 	readyIn                  time.Duration
+	subjects                 map[string]int // BENCH_SUBJECTS=1: messages by subject class
+	curve                    string // when the first, 10th … 100th percentile of results arrived
 	lost, duplicated, errors int
 }
 
@@ -136,6 +138,7 @@ type settings struct {
 	pendingGrace time.Duration
 	modelLatency time.Duration
 	profileDir   string
+	subjects     bool // count messages by subject (adds load)
 	bin          string
 	kinds        []string
 }
@@ -152,6 +155,12 @@ func measure(ctx context.Context, st *stack, s settings, jobs int, profile func(
 
 	// Throughput: every trigger published at once; the system drains them.
 	col.expect(jobs)
+	var tp *tap
+	if s.subjects {
+		if tp, err = startTap(st.natsURL); err != nil {
+			return nil, err
+		}
+	}
 	before, err := st.snapshot(ctx)
 	if err != nil {
 		return nil, err
@@ -186,6 +195,7 @@ func measure(ctx context.Context, st *stack, s settings, jobs int, profile func(
 	last := arrivals[len(arrivals)-1]
 	r.e2eRate = float64(len(arrivals)) / last.Sub(start).Seconds()
 	r.steadyRate = steadyRate(arrivals, 0.2, 0.8)
+	r.curve = arrivalCurve(start, arrivals)
 	atLast, err := st.snapshot(ctx)
 	if err != nil {
 		return nil, err
@@ -205,6 +215,9 @@ func measure(ctx context.Context, st *stack, s settings, jobs int, profile func(
 	}
 	if profile != nil {
 		profile(false)
+	}
+	if tp != nil {
+		r.subjects = tp.stop()
 	}
 	r.cpu, r.tailCPU = map[string]float64{}, map[string]float64{}
 	for name, c := range end.cpu {
@@ -356,4 +369,19 @@ func signalProfile(p *proc) func(bool) {
 		}
 		_ = p.cmd.Process.Signal(sig)
 	}
+}
+
+// arrivalCurve says when the first result and the 10th, 50th, 90th, 99th
+// and last percentile of them arrived, from the first publish: where the
+// end-to-end rate is lost to the ramp-up or the drain.
+func arrivalCurve(start time.Time, arrivals []time.Time) string {
+	var parts []string
+	for _, q := range []struct {
+		name string
+		f    float64
+	}{{"first", 0}, {"10%", 0.1}, {"50%", 0.5}, {"90%", 0.9}, {"99%", 0.99}, {"last", 1}} {
+		i := min(len(arrivals)-1, int(q.f*float64(len(arrivals))))
+		parts = append(parts, fmt.Sprintf("%s %.2fs", q.name, arrivals[i].Sub(start).Seconds()))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -223,7 +223,9 @@ func runOne(ctx context.Context, ps *procs, s settings, kind, dir, cpuProfile, n
 		prof = func(start bool) {
 			sig(start)
 			if start && natsProfile != "" {
-				go func() { natsDone <- st.fetchTo(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", st.natsProfileURL, int(natsProfileFor.Seconds())), natsProfile) }()
+				go func() {
+					natsDone <- st.fetchTo(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", st.natsProfileURL, int(natsProfileFor.Seconds())), natsProfile)
+				}()
 			}
 		}
 	}

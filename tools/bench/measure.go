@@ -28,7 +28,7 @@ type result struct {
 	rss                      map[string]int64 // peak, KiB
 	readyIn                  time.Duration
 	subjects                 map[string]int // BENCH_SUBJECTS=1: messages by subject class
-	curve                    string // when the first, 10th … 100th percentile of results arrived
+	curve                    string         // when the first, 10th … 100th percentile of results arrived
 	lost, duplicated, errors int
 }
 

@@ -218,11 +218,13 @@ func runOne(ctx context.Context, ps *procs, s settings, kind, dir, cpuProfile, n
 	}
 	var prof func(bool)
 	natsDone := make(chan error, 1)
+	fetching := false
 	if cpuProfile != "" {
 		sig := signalProfile(st.sut)
 		prof = func(start bool) {
 			sig(start)
 			if start && natsProfile != "" {
+				fetching = true
 				go func() {
 					natsDone <- st.fetchTo(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", st.natsProfileURL, int(natsProfileFor.Seconds())), natsProfile)
 				}()
@@ -230,7 +232,7 @@ func runOne(ctx context.Context, ps *procs, s settings, kind, dir, cpuProfile, n
 		}
 	}
 	r, err := measure(ctx, st, s, jobs, prof)
-	if natsProfile != "" && cpuProfile != "" {
+	if fetching {
 		// The fetch ends by itself after natsProfileFor; wait for it so
 		// that no goroutine outlives the instance.
 		if ferr := <-natsDone; ferr != nil && err == nil {

@@ -20,7 +20,9 @@ type result struct {
 	jobs                     int
 	e2eRate, steadyRate      float64 // jobs/s
 	cpu, tailCPU             map[string]float64
+	tailFor                  time.Duration    // last result → idle (or BENCH_TAIL_MAX)
 	falCalls, webhooks       float64          // per job
+	webhookRefusals          float64          // failed webhook attempts per job (non-2xx, e.g. 503 at falbridge's cap), each retried by fal
 	msgsSent, msgsRecv       float64          // per job, by/to the system under test
 	serverMsgs               float64          // per job, all of nats-server's in+out
 	latP50, latP99           float64          // ms added to the model's run time, at half load
@@ -219,6 +221,7 @@ func measure(ctx context.Context, st *stack, s settings, jobs int, profile func(
 	if tp != nil {
 		r.subjects = tp.stop()
 	}
+	r.tailFor = end.at.Sub(last)
 	r.cpu, r.tailCPU = map[string]float64{}, map[string]float64{}
 	for name, c := range end.cpu {
 		r.cpu[name] = (c - before.cpu[name]) / float64(jobs) * 1000
@@ -227,6 +230,7 @@ func measure(ctx context.Context, st *stack, s settings, jobs int, profile func(
 	n := float64(jobs)
 	r.falCalls = float64(falCalls(end.sim)-falCalls(before.sim)) / n
 	r.webhooks = float64(end.sim.WebhooksSent-before.sim.WebhooksSent) / n
+	r.webhookRefusals = float64(end.sim.WebhooksFailed-before.sim.WebhooksFailed) / n
 	r.msgsSent = float64(end.sut.sent-before.sut.sent) / n
 	r.msgsRecv = float64(end.sut.received-before.sut.received) / n
 	r.serverMsgs = float64(end.varz.InMsgs+end.varz.OutMsgs-before.varz.InMsgs-before.varz.OutMsgs) / n

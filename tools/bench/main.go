@@ -71,6 +71,8 @@ func loadSettings() settings {
 	}
 	s.latencyFor = envDuration("BENCH_LATENCY_PHASE", lat)
 	s.tailMax = envDuration("BENCH_TAIL_MAX", tail)
+	s.tailMin = envDuration("BENCH_TAIL_MIN", 0)
+	s.tailMax = max(s.tailMax, s.tailMin)
 	s.grace = envDuration("BENCH_WEBHOOK_GRACE", 5*time.Second)
 	s.pendingGrace = 10 * time.Minute
 	s.modelLatency = envDuration("BENCH_MODEL_LATENCY", 200*time.Millisecond)
@@ -153,6 +155,9 @@ func runBench(ctx context.Context, out io.Writer) (err error) {
 			}
 			fmt.Fprintf(out, "round %d %-18s %6.0f jobs/s e2e, %6.0f steady, %.2f CPU-s/1k, lost %d dup %d errors %d; results at %s\n",
 				round+1, kind, r.e2eRate, r.steadyRate, sum(r.cpu), r.lost, r.duplicated, r.errors, r.curve)
+			if r.timers != "" {
+				fmt.Fprintln(out, "  "+r.timers)
+			}
 			if r.subjects != nil {
 				printTap(out, kind, r.subjects, r.jobs)
 			}

@@ -30,6 +30,7 @@ type result struct {
 	rss                      map[string]int64 // peak, KiB
 	readyIn                  time.Duration
 	subjects                 map[string]int // BENCH_SUBJECTS=1: messages by subject class
+	timers                   string         // falbridge's poller consumer and FAL_PENDING at the tail's end
 	curve                    string         // when the first, 10th … 100th percentile of results arrived
 	lost, duplicated, errors int
 }
@@ -135,6 +136,7 @@ type settings struct {
 	rounds       int
 	pending      int
 	latencyFor   time.Duration // length of the half-load phase
+	tailMin      time.Duration // BENCH_TAIL_MIN: measure at least this long after the last result
 	tailMax      time.Duration
 	grace        time.Duration
 	pendingGrace time.Duration
@@ -211,6 +213,7 @@ func measure(ctx context.Context, st *stack, s settings, jobs int, profile func(
 	if st.opts.kind == kindWebhook {
 		minTail += st.opts.grace
 	}
+	minTail = max(minTail, s.tailMin)
 	end, err := waitIdle(ctx, st, last, minTail, s.tailMax)
 	if err != nil {
 		return nil, err
@@ -222,6 +225,7 @@ func measure(ctx context.Context, st *stack, s settings, jobs int, profile func(
 		r.subjects = tp.stop()
 	}
 	r.tailFor = end.at.Sub(last)
+	r.timers = timerState(ctx, st)
 	r.cpu, r.tailCPU = map[string]float64{}, map[string]float64{}
 	for name, c := range end.cpu {
 		r.cpu[name] = (c - before.cpu[name]) / float64(jobs) * 1000
@@ -388,4 +392,31 @@ func arrivalCurve(start time.Time, arrivals []time.Time) string {
 		parts = append(parts, fmt.Sprintf("%s %.2fs", q.name, arrivals[i].Sub(start).Seconds()))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// timerState describes falbridge's timers at the end of the tail: timers
+// still held by the poller (delivered, Nak'ed until later) and messages
+// left in the timer stream. Empty for the naive worker.
+func timerState(ctx context.Context, st *stack) string {
+	if st.opts.kind == kindNaive {
+		return ""
+	}
+	cons, err := st.js.Consumer(ctx, "FAL_PENDING", falbridgeName+"-poller")
+	if err != nil {
+		return "poller consumer: " + err.Error()
+	}
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		return "poller consumer: " + err.Error()
+	}
+	stream, err := st.js.Stream(ctx, "FAL_PENDING")
+	if err != nil {
+		return "timer stream: " + err.Error()
+	}
+	si, err := stream.Info(ctx)
+	if err != nil {
+		return "timer stream: " + err.Error()
+	}
+	return fmt.Sprintf("timers at the tail's end: %d held by the poller (redelivered %d), %d messages in FAL_PENDING",
+		ci.NumAckPending, ci.NumRedelivered, si.State.Msgs)
 }

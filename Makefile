@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/falbridge/falbridge/internal/version.Version=$(VERSION)
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/staticcheck)
 
-.PHONY: help test unit vet lint fmt build dev demo e2e-cli fuzz clean image deploy-check chaos chaos-quick
+.PHONY: help test unit vet lint fmt build dev demo e2e-cli fuzz clean image deploy-check chaos chaos-quick bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,10 @@ fmt: ## gofmt the tree
 
 build: ## build the binaries into ./bin
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+bench: ## falbridge vs a naive worker, separate processes, figures printed (tools/bench; BENCH_QUICK=1: ~2 min)
+	$(GO) build -o $(BIN)/bench ./tools/bench
+	BENCH_BIN=$(BIN) GO=$(GO) $(BIN)/bench
 
 FUZZTIME ?= 20s
 fuzz: ## run every fuzz target for FUZZTIME each

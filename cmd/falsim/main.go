@@ -99,6 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Var(&keys, "key", "accepted API key `id:secret` (repeatable; none = any well-formed key)")
 	fs.IntVar(&cfg.WebhookRetries, "webhook-retries", falsim.WebhookRetriesDefault, "retries of a failed webhook delivery (0 = none)")
 	fs.DurationVar(&cfg.WebhookRetryDelay, "webhook-retry-delay", falsim.WebhookRetryDelayDefault, "wait before the first webhook retry; doubles after each")
+	fs.IntVar(&cfg.WebhookSenders, "webhook-senders", falsim.WebhookSendersDefault, "webhook deliveries in flight at once (sender goroutines and kept-alive connections); each waits for the receiver's answer, so this caps webhook throughput near senders ÷ receiver latency")
 	fs.DurationVar(&cfg.Retention, "retention", falsim.RetentionDefault, "how long completed requests stay readable")
 	fs.Int64Var(&cfg.Seed, "seed", 0, "random seed for faults and jitter (0 = time-based)")
 	fs.Float64Var(&f.RateLimitRate, "rate-limit-rate", 0, "fault: fraction of API calls answered 429")
@@ -126,6 +127,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.WebhookRetries == 0 {
 		cfg.WebhookRetries = -1
+	}
+	if cfg.WebhookSenders < 1 {
+		fmt.Fprintf(stderr, "falsim: --webhook-senders: must be ≥ 1 (got %d)\n", cfg.WebhookSenders)
+		return 2
 	}
 	cfg.Keys, cfg.Faults = keys, f
 	level := slog.LevelInfo

@@ -101,6 +101,8 @@ func TestRunFlags(t *testing.T) {
 		{"bad key", []string{"--key", "nocolon"}, 2, "", "want id:secret"},
 		{"bad fault rate", []string{"--hang-rate", "2"}, 2, "", "hang_rate"},
 		{"stray argument", []string{"serve"}, 2, "", "unexpected arguments"},
+		{"help lists the sender pool", []string{"--help"}, 0, "--webhook-senders", ""},
+		{"no webhook senders", []string{"--webhook-senders", "0"}, 2, "", "--webhook-senders: must be ≥ 1"},
 		{"bad address", []string{"--addr", "256.0.0.1:1"}, 1, "", "listen"},
 	}
 	for _, tc := range tests {

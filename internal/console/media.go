@@ -3,9 +3,9 @@ package console
 import (
 	"encoding/json"
 	"maps"
-	"slices"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 )
 

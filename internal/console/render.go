@@ -17,7 +17,9 @@ type page struct {
 	Prefix string
 	Path   string
 	Took   string
-	start  time.Time
+	// Refresh reloads the page every two seconds (a job still moving).
+	Refresh bool
+	start   time.Time
 }
 
 func (c *Console) newPage(r *http.Request, title string) page {

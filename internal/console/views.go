@@ -267,7 +267,8 @@ func (c *Console) job(w http.ResponseWriter, r *http.Request) {
 	}
 	if rec == nil && !found {
 		w.WriteHeader(http.StatusNotFound)
-		p.Notice = "falbridge knows no job " + id + " (never received, or its record and events have expired)"
+		p.Refresh = true // a trigger just published may not be claimed yet
+		p.Notice = cmp.Or(p.Notice+". ", "") + "falbridge knows no job " + id + " (never received, or its record and events have expired)"
 		c.render(w, r, "job", &p)
 		return
 	}
@@ -276,6 +277,7 @@ func (c *Console) job(w http.ResponseWriter, r *http.Request) {
 	if rec != nil {
 		trig, md = rec.Trigger, rec.Metadata
 		p.Active = rec.State != "done"
+		p.Refresh = p.Active && !found
 	}
 	if found {
 		if t.Result != nil {

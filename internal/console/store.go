@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/falbridge/falbridge/consumer"
 	"github.com/falbridge/falbridge/publisher"
 )
 
@@ -50,6 +51,10 @@ type streamMsg struct {
 // messages stored before sequence before (0: the end of the stream), oldest
 // first. It reads at most n messages whatever the stream holds: the window
 // is chosen by sequence, and one ordered consumer delivers it in batches.
+// Pass nil filters to read every subject, and skip the others by subject:
+// a consumer's pending count is arithmetic without a filter, but a scan of
+// the rest of the stream with one (measured: the larger part of a page's
+// time at 10,000 jobs).
 func (c *Console) tail(ctx context.Context, stream string, filters []string, before uint64, n int) ([]streamMsg, error) {
 	s, err := c.js.Stream(ctx, stream)
 	if err != nil {
@@ -277,34 +282,34 @@ func (c *Console) statusHistory(ctx context.Context, id string) ([]publisher.Sta
 }
 
 // activeJobs returns the jobs not yet done among the newest window
-// revisions of the bucket, newest first, each at its newest revision in the
-// window, and the number of distinct records the window held.
+// revisions of the bucket, newest first, and the number of records the
+// window held. A record's state is read from its Falbridge-State header
+// (consumer writes it on every record), so only the records in flight are
+// decoded.
 func (c *Console) activeJobs(ctx context.Context, window int) ([]jobRecord, int, error) {
-	msgs, err := c.tail(ctx, c.kvStream, []string{c.kvPrefix + ">"}, 0, window)
+	msgs, err := c.tail(ctx, c.kvStream, nil, 0, window)
 	if err != nil {
 		return nil, 0, err
 	}
-	seen := map[string]bool{}
 	var out []jobRecord
+	records := 0
 	for i := len(msgs) - 1; i >= 0; i-- {
 		m := msgs[i]
-		key := strings.TrimPrefix(m.Subject, c.kvPrefix)
-		if seen[key] {
-			continue
-		}
-		seen[key] = true
-		if op := m.Header.Get("KV-Operation"); op != "" || len(m.Data) == 0 {
+		key, ok := strings.CutPrefix(m.Subject, c.kvPrefix)
+		if !ok || m.Header.Get("KV-Operation") != "" || len(m.Data) == 0 {
 			continue // a delete or purge
 		}
+		records++
+		if m.Header.Get(consumer.StateHeader) == "done" {
+			continue
+		}
 		var j jobRecord
-		if json.Unmarshal(m.Data, &j) != nil || j.ID != key {
+		if json.Unmarshal(m.Data, &j) != nil || j.ID != key || j.State == "done" {
 			continue // the sweep's lease, or not a job record
 		}
-		if j.State != "done" {
-			out = append(out, j)
-		}
+		out = append(out, j)
 	}
-	return out, len(seen), nil
+	return out, records, nil
 }
 
 // sweepPending is the pending count of the last sweep, from the sweep's

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/falbridge/falbridge/publisher"
@@ -205,7 +206,7 @@ func (c *Console) jobs(w http.ResponseWriter, r *http.Request) {
 			p.Active = append(p.Active, c.rowOfRecord(j))
 		}
 	}
-	msgs, err := c.tail(ctx, c.streams.Results, []string{c.subjects.ResultsPrefix + ".>", c.subjects.ErrorsPrefix + ".>"}, before, c.cfg.PageSize)
+	msgs, err := c.tail(ctx, c.streams.Results, nil, before, c.cfg.PageSize)
 	if err != nil {
 		c.fail(w, r, err)
 		return
@@ -362,7 +363,7 @@ const maxGroupRows = 20
 func (c *Console) errorsView(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	p := errorsPage{page: c.newPage(r, "Errors"), Window: c.cfg.ErrorsWindow}
-	msgs, err := c.tail(ctx, c.streams.Results, []string{c.subjects.ResultsPrefix + ".>", c.subjects.ErrorsPrefix + ".>"}, 0, c.cfg.ErrorsWindow)
+	msgs, err := c.tail(ctx, c.streams.Results, nil, 0, c.cfg.ErrorsWindow)
 	if err != nil {
 		c.fail(w, r, err)
 		return
@@ -370,15 +371,25 @@ func (c *Console) errorsView(w http.ResponseWriter, r *http.Request) {
 	retriedAs := map[string]string{}
 	groups := map[[2]string]*errorGroup{}
 	for i := len(msgs) - 1; i >= 0; i-- {
-		t, ok := c.decodeTerminal(msgs[i].Subject, msgs[i].Data, msgs[i].Seq, msgs[i].Time)
+		m := msgs[i]
+		if !strings.HasPrefix(m.Subject, c.subjects.ErrorsPrefix+".") {
+			// A result: only a retry's link is of interest, and most
+			// results are no retry; decode only those that may be.
+			if bytes.Contains(m.Data, []byte(RetryOfKey)) {
+				if t, ok := c.decodeTerminal(m.Subject, m.Data, m.Seq, m.Time); ok {
+					if old := retryOf(t.Metadata()); old != "" && retriedAs[old] == "" {
+						retriedAs[old] = t.ID()
+					}
+				}
+			}
+			continue
+		}
+		t, ok := c.decodeTerminal(m.Subject, m.Data, m.Seq, m.Time)
 		if !ok {
 			continue
 		}
 		if old := retryOf(t.Metadata()); old != "" && retriedAs[old] == "" {
 			retriedAs[old] = t.ID()
-		}
-		if t.Error == nil {
-			continue
 		}
 		p.Total++
 		k := [2]string{string(t.Error.Code), t.Error.ModelID}

@@ -52,15 +52,22 @@ func retryBody(trigger json.RawMessage, truncated bool, newID, old string) ([]by
 		}
 	}
 	md[RetryOfKey] = oldJSON
-	mdJSON, err := json.Marshal(md)
+	mdJSON, err := marshalRaw(md)
 	if err != nil {
 		return nil, err
 	}
 	body["metadata"] = mdJSON
+	return marshalRaw(body)
+}
+
+// marshalRaw encodes m without HTML escaping: the user's strings go back
+// to fal as they came (json.Marshal would turn "<" into "\u003c", also
+// inside RawMessage values).
+func marshalRaw(m map[string]json.RawMessage) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(body); err != nil {
+	if err := enc.Encode(m); err != nil {
 		return nil, err
 	}
 	return bytes.TrimSpace(b.Bytes()), nil

@@ -41,7 +41,7 @@ func artifactDir(t *testing.T) string {
 
 // devService runs the service as `falbridge dev` does (config.Dev: console
 // on, embedded NATS) against an in-process simulator, on loopback port 0.
-func devService(t *testing.T, sim *falsim.TestServer) service.Addrs {
+func devService(t *testing.T, sim *falsim.TestServer, mod func(*config.Config)) service.Addrs {
 	t.Helper()
 	cfg := config.Dev()
 	cfg.NATS.Embedded.Listen = "127.0.0.1:0"
@@ -50,6 +50,9 @@ func devService(t *testing.T, sim *falsim.TestServer) service.Addrs {
 	cfg.Fal.Key = "console-test:secret"
 	cfg.Fal.QueueURL, cfg.Fal.RunURL, cfg.Fal.JWKSURL = sim.QueueURL, sim.RunURL, sim.JWKSURL
 	cfg.Shutdown.GracePeriod = 5 * time.Second
+	if mod != nil {
+		mod(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan service.Addrs, 1)
 	done := make(chan error, 1)
@@ -89,7 +92,7 @@ func devService(t *testing.T, sim *falsim.TestServer) service.Addrs {
 func TestBrowser(t *testing.T) {
 	t.Parallel()
 	sim := falsim.NewTestServer(t, falsim.Config{Latency: 400 * time.Millisecond})
-	addrs := devService(t, sim)
+	addrs := devService(t, sim, nil)
 	br := startBrowser(t)
 	art := artifactDir(t)
 

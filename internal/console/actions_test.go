@@ -75,3 +75,16 @@ func TestActionsThroughService(t *testing.T) {
 	_, err = pub.Await(ctx, id)
 	require.ErrorIs(t, err, &publisher.Error{Code: publisher.CodeCanceled})
 }
+
+// TestConsoleOffByDefault: with admin.console off (serve's default) the
+// admin listener has no console.
+func TestConsoleOffByDefault(t *testing.T) {
+	t.Parallel()
+	require.False(t, config.Default().Admin.Console)
+	sim := falsim.NewTestServer(t, falsim.Config{})
+	addrs := devService(t, sim, func(c *config.Config) { c.Admin.Console = false })
+	resp, err := http.Get("http://" + addrs.Admin + "/console/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+}

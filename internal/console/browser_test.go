@@ -79,8 +79,8 @@ func devService(t *testing.T, sim *falsim.TestServer, mod func(*config.Config)) 
 			t.Error("service did not stop in 15s (a live feed held the admin listener?)")
 		}
 	})
-	if a.Console == "" {
-		t.Fatal("dev config did not turn the console on")
+	if (a.Console != "") != cfg.Admin.Console {
+		t.Fatalf("admin.console %v, console URL %q", cfg.Admin.Console, a.Console)
 	}
 	return a
 }

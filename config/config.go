@@ -433,6 +433,14 @@ type Admin struct {
 	// /readyz. Defaults to [AdminListenDefault] (":9090"); [Dev] uses
 	// "127.0.0.1:9090".
 	Listen string `koanf:"listen"`
+	// Console serves the web console under /console/ on this listener
+	// (see internal/console). Defaults to false; [Dev] turns it on.
+	Console bool `koanf:"console"`
+	// ConsoleToken, when set, is required by every console request, as
+	// "Authorization: Bearer <token>" or as the password of HTTP basic auth
+	// (any user name). It must be set when the console is on and Listen is
+	// not a loopback address. Empty by default.
+	ConsoleToken Secret `koanf:"console_token"`
 }
 
 // Limits bounds concurrency (keys limits.*).
@@ -668,16 +676,18 @@ func Default() Config {
 
 // Dev returns [Default] with every listener on the loopback interface
 // (webhook [DevWebhookListen], admin [DevAdminListen]; the embedded NATS
-// server already listens on 127.0.0.1). It is valid.
+// server already listens on 127.0.0.1) and the web console on
+// (admin.console). It is valid.
 func Dev() Config {
 	c := Default()
 	c.Webhook.Listen = DevWebhookListen
 	c.Admin.Listen = DevAdminListen
+	c.Admin.Console = true
 	return c
 }
 
 // Redacted returns a copy of c with every set secret (fal.key, nats.password,
-// nats.token) replaced by "****" and the user info of every nats.url entry
+// nats.token, admin.console_token) replaced by "****" and the user info of every nats.url entry
 // (a password or token written into the URL) replaced by "***" (see
 // [RedactURL]), safe to print or log. ModelLimits and ResultSubjectAllow are
 // copied.
@@ -685,6 +695,7 @@ func (c Config) Redacted() Config {
 	c.Fal.Key = Secret(c.Fal.Key.String())
 	c.NATS.Password = Secret(c.NATS.Password.String())
 	c.NATS.Token = Secret(c.NATS.Token.String())
+	c.Admin.ConsoleToken = Secret(c.Admin.ConsoleToken.String())
 	c.NATS.URL = RedactURL(c.NATS.URL)
 	c.Limits.ModelLimits = maps.Clone(c.Limits.ModelLimits)
 	c.Subjects.ResultSubjectAllow = slices.Clone(c.Subjects.ResultSubjectAllow)

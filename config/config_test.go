@@ -57,9 +57,11 @@ func TestDevListensOnLoopback(t *testing.T) {
 	require.Equal(t, "127.0.0.1:8080", c.Webhook.Listen)
 	require.Equal(t, "127.0.0.1:9090", c.Admin.Listen)
 
-	// Dev differs from Default only in the listeners.
+	// Dev differs from Default only in the listeners and the console.
+	require.True(t, c.Admin.Console)
+	require.False(t, Default().Admin.Console)
 	d := Default()
-	d.Webhook.Listen, d.Admin.Listen = c.Webhook.Listen, c.Admin.Listen
+	d.Webhook.Listen, d.Admin.Listen, d.Admin.Console = c.Webhook.Listen, c.Admin.Listen, true
 	require.Equal(t, d, c)
 }
 
@@ -104,7 +106,7 @@ func TestKeysAndEnvNames(t *testing.T) {
 	t.Parallel()
 
 	keys := Keys()
-	require.Len(t, keys, 79)
+	require.Len(t, keys, 81)
 	require.Equal(t, "nats.url", keys[0])
 	require.Equal(t, "spend.budget_policy", keys[len(keys)-1])
 	seen := map[string]bool{}

@@ -62,7 +62,9 @@ var help = map[string]string{
 	"webhook.tolerance":      "accepted clock skew of a webhook's timestamp",
 	"webhook.max_body_bytes": "largest webhook body accepted, in bytes",
 
-	"admin.listen": "metrics and health listener (host:port)",
+	"admin.listen":        "metrics and health listener (host:port)",
+	"admin.console":       "serve the web console under /console/ on the admin listener (dev: on)",
+	"admin.console_token": "token the console requires (Bearer, or basic-auth password); required beyond loopback (prefer FALBRIDGE_ADMIN_CONSOLE_TOKEN: flags show in ps)",
 
 	"limits.workers":                 "triggers handled at once",
 	"limits.max_in_flight":           "triggers delivered and not yet settled, across replicas (≥ limits.workers); not jobs waiting at fal",

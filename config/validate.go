@@ -135,6 +135,13 @@ func (c *Config) Validate() error {
 
 	// admin
 	v.listen("admin.listen", c.Admin.Listen)
+	if c.Admin.Console && !c.Admin.ConsoleToken.IsSet() {
+		// The console shows triggers and results and can retry and cancel
+		// jobs: beyond loopback it needs a credential.
+		if host, _, err := net.SplitHostPort(c.Admin.Listen); err == nil && !isLoopback(host) {
+			v.add("admin.console_token", "must be set when admin.console is on and admin.listen %q is not a loopback address", c.Admin.Listen)
+		}
+	}
 	listeners := []struct{ key, addr string }{
 		{"webhook.listen", w.Listen},
 		{"admin.listen", c.Admin.Listen},

@@ -155,6 +155,9 @@ func TestValidate(t *testing.T) {
 		{"embedded clashes with admin", func(c *Config) { c.Admin.Listen = ":4222" }, "nats.embedded.listen", "clashes with admin.listen"},
 		{"embedded unused no clash", func(c *Config) { c.Admin.Listen = ":4222"; c.NATS.URL = "nats://x:4222" }, "", ""},
 		{"port zero never clashes", func(c *Config) { c.Admin.Listen = ":0"; c.Webhook.Listen = ":0" }, "", ""},
+		{"console beyond loopback without token", func(c *Config) { c.Admin.Console = true }, "admin.console_token", "must be set"},
+		{"console beyond loopback with token", func(c *Config) { c.Admin.Console = true; c.Admin.ConsoleToken = "t0ken" }, "", ""},
+		{"console on loopback without token", func(c *Config) { c.Admin.Console = true; c.Admin.Listen = "127.0.0.1:9090" }, "", ""},
 		{"different hosts same port", func(c *Config) { c.Admin.Listen = "127.0.0.1:9000"; c.Webhook.Listen = "127.0.0.2:9000" }, "", ""},
 
 		// enums and paths

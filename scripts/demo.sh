@@ -4,8 +4,8 @@
 # Builds bin/falbridge, starts `falbridge dev` (embedded NATS + fal simulator
 # + bridge) on random loopback ports, publishes the classic trigger with
 # `falbridge publish --wait` (progress, then the result and its image URLs),
-# then a bad trigger and its error event, shows `falbridge status`, and stops
-# dev with SIGTERM. Needs Go only: no network, no FAL_KEY, no nats CLI.
+# then a bad trigger and its error event, shows `falbridge status` and the
+# web console's URL, and stops dev with SIGTERM. Needs Go only: no network, no FAL_KEY, no nats CLI.
 # Exits non-zero if anything does not behave as shown; leaves no process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,10 +75,16 @@ step "4. what falbridge knows of the first job"
 show "falbridge status demo-fox"
 "$fb" status demo-fox | sed '/^$/,$d'
 
+step "5. the web console (on the admin listener; on in dev)"
+console_url=$(awk '/^  console:/ {print $2}' "$work/dev.out")
+[ -n "$console_url" ] || fail "falbridge dev did not print the console URL"
+echo "while dev runs: ${console_url}jobs/demo-fox (its images), ${console_url}errors (demo-bad, with retry)"
+
 step "stop falbridge dev (SIGTERM: drains, exits 0)"
 kill -TERM "$dev_pid"
 rc=0
 wait "$dev_pid" || rc=$?
 dev_pid=""
 [ "$rc" -eq 0 ] || fail "falbridge dev exited with $rc"
-echo "demo ok. Next: make dev, then bin/falbridge publish … / watch / status (see README)."
+echo "demo ok. Next: make dev, then bin/falbridge publish … / watch / status (see README),"
+echo "and the web console: http://127.0.0.1:9090/console/"

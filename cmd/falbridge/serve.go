@@ -162,7 +162,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
   nats:     %s
   fal sim:  %s  (run: %s/run, jwks: %s/.well-known/jwks.json, stats: %s/_sim/stats)
   webhook:  %s
-  admin:    http://%s  (/healthz /readyz)
+  admin:    http://%s  (/healthz /readyz)%s
 
 Try it:
   falbridge publish%s -m fal-ai/flux/schnell -p 'a red fox in snow' -n 2 --wait
@@ -171,8 +171,16 @@ or with the nats CLI:
   nats sub 'fal.results.>' &
   nats pub fal.requests.demo '{"model_id":"fal-ai/flux/schnell","input":{"prompt":"a red fox in snow","num_images":2}}'
 Press Ctrl-C to stop.
-`, version.Version, a.NATS, simURL, simURL, simURL, simURL, a.WebhookURL, a.Admin, srv, srv)
+`, version.Version, a.NATS, simURL, simURL, simURL, simURL, a.WebhookURL, a.Admin, consoleLine(a.Console), srv, srv)
 	}}))
+}
+
+// consoleLine is the dev banner's console line, "" when it is off.
+func consoleLine(url string) string {
+	if url == "" {
+		return ""
+	}
+	return "\n  console:  " + url
 }
 
 // devBase is the configuration dev starts from: loopback listeners,

@@ -28,6 +28,7 @@ import (
 	"github.com/falbridge/falbridge/config"
 	"github.com/falbridge/falbridge/consumer"
 	"github.com/falbridge/falbridge/falclient"
+	"github.com/falbridge/falbridge/internal/console"
 )
 
 // Addrs are the addresses Run listens on, once it is ready.
@@ -40,6 +41,8 @@ type Addrs struct {
 	Webhook, Admin string
 	// WebhookURL is the URL given to fal ("" when polling only).
 	WebhookURL string
+	// Console is the web console's URL ("" when admin.console is off).
+	Console string
 }
 
 // Options are Run's optional collaborators.
@@ -158,6 +161,17 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 	adminMux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	adminMux.Handle("/readyz", newReadiness(nc, js, pool, cfg))
 	adminMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+	var cons *console.Console
+	if cfg.Admin.Console {
+		if cons, err = console.New(console.Config{NATS: nc, JetStream: js, Bridge: cfg, Gatherer: reg, Logger: log}); err != nil {
+			_ = pool.Stop(context.Background())
+			webhookLn.Close()
+			adminLn.Close()
+			return err
+		}
+		adminMux.Handle(console.Prefix, cons.Handler())
+		addrs.Console = "http://" + addrs.Admin + console.Prefix
+	}
 
 	var (
 		wg      sync.WaitGroup
@@ -180,6 +194,9 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 		defer cancel()
 		log.Info("shutting down", "grace_period", cfg.Shutdown.GracePeriod)
 		stopErr := pool.Stop(grace) // stop pulling first, finish what is in hand
+		if cons != nil {
+			cons.Close() // end the live feeds, or Shutdown waits on them
+		}
 		for _, hs := range servers {
 			_ = hs.Shutdown(grace)
 		}

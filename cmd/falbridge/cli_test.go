@@ -95,6 +95,30 @@ func TestCLIAgainstDev(t *testing.T) {
 		require.NotContains(t, r.stderr, "falbridge:")
 	})
 
+	t.Run("publish wait shows live progress in webhook mode", func(t *testing.T) {
+		t.Parallel()
+		// dev gives fal a webhook URL, so no poll ever runs: IN_PROGRESS
+		// and fal's logs can only come from the status stream that --wait
+		// asks for.
+		r := runCLI(t, url, "publish", "-m", "fal-ai/flux/schnell", "-i", `{"_sim":{"latency_ms":1500}}`, "-p", "a fox", "--id", "cli-live", "--wait")
+		require.Equal(t, 0, r.code, r)
+		require.Contains(t, r.stderr, "cli-live: IN_PROGRESS", r)
+		require.Contains(t, r.stderr, "  fal: ", "fal's log lines: %s", r)
+		require.Contains(t, r.stdout, "result  cli-live")
+
+		r = runCLI(t, url, "status", "cli-live", "--json")
+		require.Equal(t, 0, r.code, r)
+		var st struct{ Job struct{ Webhook bool } }
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &st), r)
+		require.True(t, st.Job.Webhook, "the job was in webhook mode")
+
+		// --progress=false: nobody asked, so no status stream and no logs.
+		r = runCLI(t, url, "publish", "-m", "fal-ai/flux/schnell", "-i", `{"_sim":{"latency_ms":700}}`, "-p", "a fox", "--id", "cli-quiet", "--wait", "--progress=false")
+		require.Equal(t, 0, r.code, r)
+		require.NotContains(t, r.stderr, "IN_PROGRESS", r)
+		require.NotContains(t, r.stderr, "  fal: ", r)
+	})
+
 	t.Run("bad trigger exits 1 with the error event", func(t *testing.T) {
 		t.Parallel()
 		r := runCLI(t, url, "publish", "--model", "fal-ai//flux", "--prompt", "x", "--id", "cli-bad", "--wait", "--json")
@@ -103,7 +127,7 @@ func TestCLIAgainstDev(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(strings.TrimSpace(r.stdout)), &e), r)
 		require.Equal(t, "cli-bad", e.ID)
 		require.Equal(t, publisher.CodeInvalidModel, e.Code)
-		require.JSONEq(t, `{"id":"cli-bad","model_id":"fal-ai//flux","input":{"prompt":"x"}}`, string(e.Trigger))
+		require.JSONEq(t, `{"id":"cli-bad","model_id":"fal-ai//flux","input":{"prompt":"x"},"progress":true}`, string(e.Trigger), "--wait asks for progress")
 
 		// The human form, and result for the same id.
 		r = runCLI(t, url, "result", "cli-bad")
@@ -146,14 +170,28 @@ func TestCLIAgainstDev(t *testing.T) {
 		require.Equal(t, first.RequestID, again.RequestID)
 		require.Empty(t, r.stderr, "--json off a terminal prints no progress")
 
-		r = runCLI(t, url, "result", "cli-never-published", "--timeout", "300ms")
+		// An id nobody published fails at once, not after --timeout.
+		start := time.Now()
+		r = runCLI(t, url, "result", "cli-never-published")
 		require.Equal(t, 1, r.code, r)
-		require.Contains(t, r.stderr, "no result for cli-never-published within --timeout")
+		require.Contains(t, r.stderr, "nothing known of cli-never-published")
+		require.Less(t, time.Since(start), 20*time.Second, "no wait for the 10m default --timeout")
+
+		// A job published without --wait is found and awaited.
+		r = runCLI(t, url, "publish", "-m", "fal-ai/flux/schnell", "-p", "x", "--id", "cli-result-later")
+		require.Equal(t, 0, r.code, r)
+		r = runCLI(t, url, "result", "cli-result-later", "--json")
+		require.Equal(t, 0, r.code, r)
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &again))
+		require.Equal(t, "cli-result-later", again.ID)
 	})
 
 	t.Run("status after completion", func(t *testing.T) {
 		t.Parallel()
-		r := runCLI(t, url, "publish", "-m", "fal-ai/flux/schnell", "-p", "x", "--id", "cli-status", "--wait", "--json")
+		// --wait asks for live progress, so the job has status events of
+		// its own (a job nobody watches may have none); the run is long
+		// enough for fal's status stream to report it.
+		r := runCLI(t, url, "publish", "-m", "fal-ai/flux/schnell", "-i", `{"_sim":{"latency_ms":700}}`, "-p", "x", "--id", "cli-status", "--wait", "--json")
 		require.Equal(t, 0, r.code, r)
 
 		r = runCLI(t, url, "status", "cli-status")

@@ -43,7 +43,7 @@ type publishFlags struct {
 	id, metadata, mode, priority           string
 	resultSubject                          string
 	jobTimeout                             time.Duration
-	wait                                   bool
+	wait, progress                         bool
 	download                               string
 
 	batch, out, idPrefix string
@@ -68,6 +68,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&f.jobTimeout, "job-timeout", 0, "the job's deadline (the trigger's timeout), counted from when falbridge receives it (default: the bridge's polling.job_deadline, 1h)")
 	fs.StringVar(&f.resultSubject, "result-subject", "", "also send the result or error event to `SUBJECT` (core NATS, at most once)")
 	fs.BoolVarP(&f.wait, "wait", "w", false, "wait for the result: show progress, print the result; exit 1 if the job fails")
+	fs.BoolVar(&f.progress, "progress", false, "ask falbridge for live progress (the trigger's \"progress\": true: one fal status stream while the job runs); on with --wait, --progress=false turns it off")
 	fs.StringVar(&f.download, "download", "", "save the output's files (images, videos) into `DIR` as <id>_<n>.<ext> (implies --wait)")
 	fs.StringVar(&f.batch, "batch", "", "publish every line of `FILE` (- for stdin) as a trigger and wait for all of them")
 	fs.IntVar(&f.concurrency, "concurrency", 16, "with --batch: how many triggers may wait for their result at once")
@@ -87,12 +88,17 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return usagef("--%s needs --batch", name)
 		}
 	}
+	if f.download != "" {
+		f.wait = true
+	}
+	if f.wait && !fs.Changed("progress") {
+		// Someone is watching: ask for fal's status stream, which in webhook
+		// mode is the only source of IN_PROGRESS and fal's logs.
+		f.progress = true
+	}
 	t, err := f.trigger()
 	if err != nil {
 		return err
-	}
-	if f.download != "" {
-		f.wait = true
 	}
 
 	c, err := o.connect()
@@ -168,7 +174,7 @@ func (f *publishFlags) trigger() (*publisher.Trigger, error) {
 	}
 	t := &publisher.Trigger{
 		ID: f.id, ModelID: f.model, Input: in, Mode: publisher.Mode(f.mode), Priority: f.priority,
-		Timeout: publisher.Duration(f.jobTimeout), ResultSubject: f.resultSubject,
+		Timeout: publisher.Duration(f.jobTimeout), ResultSubject: f.resultSubject, Progress: f.progress,
 	}
 	if f.jobTimeout < 0 {
 		return nil, usagef("--job-timeout must not be negative")

@@ -424,6 +424,14 @@ func TestClientUsageErrorsExit2(t *testing.T) {
 		{name: "watch bad kind", args: []string{"watch", "--kind", "results"}, want: `--kind "results"`},
 		{name: "watch two starts", args: []string{"watch", "--all", "--since", "1m"}, want: "one of --since"},
 		{name: "watch subject and id", args: []string{"watch", "--subject", "fal.>", "--id", "x"}, want: "--subject cannot be combined"},
+		{name: "image not http", args: []string{"publish", "-m", "m", "--image", "ftp://example.com/cat.png"}, want: `--image "ftp://example.com/cat.png": an http(s) URL`},
+		{name: "image size half", args: []string{"publish", "-m", "m", "--image-size", "10x"}, want: `--image-size "10x": a preset (square_hd`},
+		{name: "image size unknown preset", args: []string{"publish", "-m", "m", "--image-size", "huge"}, want: `--image-size "huge"`},
+		{name: "num images negative", args: []string{"publish", "-m", "m", "-n", "-1"}, want: "--num-images must be ≥ 1 (got -1)"},
+		{name: "num images zero", args: []string{"publish", "-m", "m", "-n", "0"}, want: "--num-images must be ≥ 1 (got 0)"},
+		{name: "download into a file", args: []string{"publish", "-m", "m", "--download", "/etc/hostname"}, want: "--download /etc/hostname: not a directory"},
+		{name: "result download into a file", args: []string{"result", "x", "--download", "/etc/hostname"}, want: "not a directory"},
+		{name: "watch subject outside the streams", args: []string{"watch", "--subject", "foo.>"}, want: `--subject "foo.>" matches no event subject (fal.results.>`},
 		{name: "creds file missing", args: []string{"status", "x", "--creds", "/nonexistent.creds"}, want: "--creds"},
 	}
 	for _, tc := range cases {

@@ -41,6 +41,10 @@ type clientCommand struct {
 
 	timeoutDefault time.Duration
 	timeoutHelp    string
+
+	// check, when set, checks the command's own flags after parsing,
+	// before anything connects.
+	check func() error
 }
 
 // newClientCommand returns a command whose own flags are registered on fs
@@ -95,6 +99,9 @@ func (c *clientCommand) parse(args []string, stdout io.Writer, nargs int, argNam
 		if _, err := os.Stat(c.opts.creds); err != nil {
 			return usagef("--creds: %v", err)
 		}
+	}
+	if c.check != nil {
+		return c.check()
 	}
 	return nil
 }

@@ -242,6 +242,12 @@ func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func runResult(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cc := newClientCommand("result", resultUsage, publishTimeoutDefault, "how long to wait for the result", stderr)
 	dir := cc.fs.String("download", "", "save the output's files into `DIR` as <id>_<n>.<ext>")
+	cc.check = func() error {
+		if *dir == "" {
+			return nil
+		}
+		return checkDownloadDir(*dir)
+	}
 	id, c, ctx, done, err := cc.openJob(ctx, args, stdout)
 	if err != nil {
 		return ignoreHelp(err)

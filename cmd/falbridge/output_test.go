@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/falbridge/falbridge/config"
 	"github.com/falbridge/falbridge/publisher"
 )
 
@@ -101,6 +102,8 @@ func TestWatchFilter(t *testing.T) {
 		{name: "two kinds one id", id: "a", kinds: []string{"result", " status"}, filter: "fal.*.a",
 			keeps: []string{"fal.results.a", "fal.status.a"}, drops: []string{"fal.errors.a"}},
 		{name: "raw subject", subject: "fal.results.>", filter: "fal.results.>", keeps: []string{"fal.results.a"}},
+		{name: "raw subject wide", subject: "fal.>", filter: "fal.>", keeps: []string{"fal.results.a"}},
+		{name: "raw subject one job", subject: "fal.errors.a", filter: "fal.errors.a", keeps: []string{"fal.errors.a"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -180,4 +183,13 @@ func TestShorten(t *testing.T) {
 	require.Equal(t, "abc", shorten("abc", 3))
 	require.Equal(t, "ab…", shorten("abcd", 3))
 	require.Equal(t, "ü…", shorten("üüü", 2))
+}
+
+func TestJSONLogsDurationsAsText(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	cfg := config.Default()
+	cfg.Log.Format = "json"
+	newLogger(&cfg, &b).Info("shutting down", "grace_period", 90*time.Second)
+	require.Contains(t, b.String(), `"grace_period":"1m30s"`)
 }

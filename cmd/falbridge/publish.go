@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +42,7 @@ const publishTimeoutDefault = 10 * time.Minute
 type publishFlags struct {
 	model, input, prompt, imageSize, image string
 	numImages                              int
+	numImagesSet                           bool
 	id, metadata, mode, priority           string
 	resultSubject                          string
 	jobTimeout                             time.Duration
@@ -88,7 +91,11 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return usagef("--%s needs --batch", name)
 		}
 	}
+	f.numImagesSet = fs.Changed("num-images")
 	if f.download != "" {
+		if err := checkDownloadDir(f.download); err != nil {
+			return err
+		}
 		f.wait = true
 	}
 	if f.wait && !fs.Changed("progress") {
@@ -156,16 +163,25 @@ func (f *publishFlags) trigger() (*publisher.Trigger, error) {
 		set("prompt", f.prompt)
 	}
 	if f.imageSize != "" {
-		if w, h, ok := parseSize(f.imageSize); ok {
+		switch w, h, ok := parseSize(f.imageSize); {
+		case ok:
 			set("image_size", map[string]int{"width": w, "height": h})
-		} else {
+		case slices.Contains(imageSizePresets, f.imageSize):
 			set("image_size", f.imageSize)
+		default:
+			return nil, usagef("--image-size %q: a preset (%s) or WIDTHxHEIGHT, e.g. 1024x768", f.imageSize, strings.Join(imageSizePresets, ", "))
 		}
 	}
-	if f.numImages != 0 {
+	if f.numImagesSet {
+		if f.numImages < 1 {
+			return nil, usagef("--num-images must be ≥ 1 (got %d)", f.numImages)
+		}
 		set("num_images", f.numImages)
 	}
 	if f.image != "" {
+		if err := checkImageURL(f.image); err != nil {
+			return nil, err
+		}
 		set("image_url", f.image)
 	}
 	in, err := json.Marshal(input)
@@ -199,6 +215,32 @@ func (f *publishFlags) trigger() (*publisher.Trigger, error) {
 		return nil, usageError{err}
 	}
 	return t, nil
+}
+
+// imageSizePresets are fal's named image sizes (input.image_size).
+var imageSizePresets = []string{"square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9"}
+
+// checkImageURL checks --image as falbridge will (http(s) with a host, or a
+// data: URL), so that a bad one is a usage error now rather than an
+// invalid_image_url error event later.
+func checkImageURL(s string) error {
+	if strings.HasPrefix(s, "data:") {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return usagef("--image %q: an http(s) URL or a data: URL", shorten(s, 80))
+	}
+	return nil
+}
+
+// checkDownloadDir fails when --download names something that exists and
+// is not a directory: better now than after the job has run.
+func checkDownloadDir(dir string) error {
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return usagef("--download %s: not a directory", dir)
+	}
+	return nil
 }
 
 // readArg returns s, or the contents of file s[1:] when s starts with @

@@ -20,15 +20,51 @@ import (
 	"github.com/falbridge/falbridge/internal/version"
 )
 
-// configFlags registers --config plus one flag per config key.
-func configFlags(name string, def config.Config, stderr io.Writer) (*pflag.FlagSet, *string) {
+// configFlags registers --config plus one flag per config key; --help
+// prints usage (the synopsis and description) then the flags, on stdout.
+func configFlags(name, usage string, def config.Config, stdout, stderr io.Writer) (*pflag.FlagSet, *string) {
 	fs := pflag.NewFlagSet("falbridge "+name, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.StringP("config", "c", "", "YAML config file (default: $FALBRIDGE_CONFIG)")
 	config.RegisterFlagsFrom(fs, def)
 	fs.SortFlags = false
+	fs.Usage = func() {
+		fmt.Fprintln(stdout, strings.TrimSpace(usage))
+		fmt.Fprintln(stdout)
+		fmt.Fprintln(stdout, "Flags:")
+		fmt.Fprint(stdout, fs.FlagUsages())
+	}
 	return fs, file
 }
+
+const serveUsage = `
+Usage: falbridge serve [--config FILE] [flags]
+
+Run the bridge: pull triggers, submit them to fal, publish results. It needs
+a fal key: FAL_KEY="<key id>:<key secret>" (or FAL_KEY_ID and
+FAL_KEY_SECRET, or fal.key). With no nats.url it starts an embedded NATS
+server whose JetStream state lives in nats.embedded.store_dir
+(./falbridge-data, created if missing). Config: defaults, then the file,
+then FALBRIDGE_* variables, then these flags; see config/example.yaml.
+`
+
+const devUsage = `
+Usage: falbridge dev [--config FILE] [--sim.* flags] [flags]
+
+Run an embedded NATS server, the fal simulator and the bridge on loopback,
+for trying things out: no network, no FAL_KEY. State lives in a temporary
+directory. fal's URLs always point at the simulator (--sim.addr), so the
+fal.*_url flags are not offered here.
+`
+
+const configUsage = `
+Usage: falbridge config validate|print [--config FILE] [flags]
+
+validate loads the config as serve would (defaults, the file, FALBRIDGE_*
+variables and FAL_KEY, then the flags), checks every key and that a fal key
+is set, and prints "config ok" and any warnings; exit 2 on a problem, naming
+the key. print shows the effective config as YAML, secrets redacted.
+`
 
 func parseFlags(fs *pflag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
@@ -61,17 +97,31 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	if cfg.Log.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
+	opts.ReplaceAttr = durationsAsText
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// durationsAsText writes durations as "1m30s" (the config's own format)
+// instead of the JSON handler's integer nanoseconds.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, file := configFlags("serve", config.Default(), stderr)
+	fs, file := configFlags("serve", serveUsage, config.Default(), stdout, stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return ignoreHelp(err)
 	}
 	cfg, err := loadConfig(fs, *file, config.Default())
 	if err != nil {
 		return err
+	}
+	// Before connecting anywhere: a missing key is a setup mistake.
+	if err := cfg.RequireFalKey(); err != nil {
+		return usageError{err}
 	}
 	log := newLogger(cfg, stderr)
 	return natsError(service.Run(ctx, *cfg, service.Options{Logger: log}))
@@ -96,7 +146,10 @@ func natsError(err error) error {
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, file := configFlags("dev", devBase(), stderr)
+	fs, file := configFlags("dev", devUsage, devBase(), stdout, stderr)
+	for _, name := range simReplaced {
+		_ = fs.MarkHidden(name)
+	}
 	simAddr := fs.String("sim.addr", "127.0.0.1:8787", "fal simulator listen address")
 	simLatency := fs.Duration("sim.latency", 0, "override every simulated model's run time (0 = the catalog's own)")
 	simConcurrency := fs.Int("sim.concurrency", 0, "runners per simulated model (0 = the catalog's own); 1 makes jobs queue")
@@ -109,6 +162,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if cfg.NATS.URL != "" {
 		return usagef("dev runs its own embedded NATS; nats.url must be empty (got %q)", cfg.NATS.URL)
+	}
+	for _, name := range simReplaced {
+		if fs.Changed(name) {
+			return usagef("--%s: dev points fal at its simulator (--sim.addr); use serve for another fal", name)
+		}
 	}
 
 	if *simConcurrency < 0 {
@@ -164,6 +222,9 @@ Press Ctrl-C to stop.
 	}}))
 }
 
+// simReplaced are the config keys dev sets to its simulator's URLs.
+var simReplaced = []string{"fal.queue_url", "fal.run_url", "fal.jwks_url"}
+
 // devBase is the configuration dev starts from: loopback listeners,
 // throw-away state in a temp dir, human-readable logs.
 func devBase() config.Config {
@@ -176,12 +237,13 @@ func devBase() config.Config {
 func runConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (args[0] != "validate" && args[0] != "print") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stdout, "Usage: falbridge config validate|print [--config FILE] [flags]")
+			fs, _ := configFlags("config", configUsage, config.Default(), stdout, stderr)
+			fs.Usage()
 			return nil
 		}
-		return usagef("usage: falbridge config validate|print [--config FILE] [flags]")
+		return usagef("usage: falbridge config validate|print [--config FILE] [flags] (see falbridge config --help)")
 	}
-	fs, file := configFlags("config "+args[0], config.Default(), stderr)
+	fs, file := configFlags("config "+args[0], configUsage, config.Default(), stdout, stderr)
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return ignoreHelp(err)
 	}
@@ -190,6 +252,10 @@ func runConfig(_ context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if args[0] == "validate" {
+		// What serve checks, so that "config ok" means serve can start.
+		if err := cfg.RequireFalKey(); err != nil {
+			return usageError{err}
+		}
 		fmt.Fprintln(stdout, "config ok")
 		for _, w := range cfg.Warnings() {
 			fmt.Fprintln(stdout, "warning:", w)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/require"
 
 	"github.com/falbridge/falbridge/publisher"
@@ -301,6 +302,20 @@ func TestCLIAgainstDev(t *testing.T) {
 		require.Equal(t, "b1-1", again.ID, stdout.String())
 	})
 
+	t.Run("batch repeated id", func(t *testing.T) {
+		t.Parallel()
+		in := filepath.Join(t.TempDir(), "in.jsonl")
+		require.NoError(t, os.WriteFile(in, []byte(strings.Join([]string{
+			`{"id":"rep-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"a"}}`,
+			`{"model_id":"fal-ai/flux/schnell","input":{"prompt":"b"}}`,
+			`{"id":"rep-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"c"}}`,
+		}, "\n")+"\n"), 0o644))
+		r := runCLI(t, url, "publish", "--batch", in, "--id-prefix", "rep")
+		require.Equal(t, 1, r.code, r)
+		require.Contains(t, r.stderr, "2 done, 1 failed", "the repeat is not merged into line 1's result")
+		require.Contains(t, r.stderr, `line 3: invalid trigger: id "rep-1" is already line 1's`)
+	})
+
 	t.Run("watch", func(t *testing.T) {
 		t.Parallel()
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -471,5 +486,27 @@ func TestClientUnreachableNATSExit3(t *testing.T) {
 		r := runCLI(t, "nats://127.0.0.1:1", args...)
 		require.Equal(t, 3, r.code, "%v: %s", args, r)
 		require.Contains(t, r.stderr, "connect to NATS at nats://127.0.0.1:1")
+	}
+}
+
+// TestClientAgainstNATSWithoutJetStream: the message names JetStream, not
+// a missing falbridge.
+func TestClientAgainstNATSWithoutJetStream(t *testing.T) {
+	t.Parallel()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
+	require.NoError(t, err)
+	ns.Start()
+	t.Cleanup(ns.Shutdown)
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	for _, args := range [][]string{
+		{"publish", "-m", "fal-ai/flux/schnell", "-p", "x"},
+		{"status", "x"},
+		{"result", "x"},
+		{"watch", "--count", "1"},
+	} {
+		r := runCLI(t, ns.ClientURL(), args...)
+		require.Equal(t, 1, r.code, "%v: %s", args, r)
+		require.Contains(t, r.stderr, "has no JetStream, which falbridge needs (nats-server -js", "%v", args)
+		require.NotContains(t, r.stderr, "is falbridge serve or dev running", "%v", args)
 	}
 }

@@ -8,6 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -205,20 +209,25 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if a.NATS != defaultServer {
 			srv = " -s " + a.NATS
 		}
+		self, onPath := selfCommand()
+		natsSrv := ""
+		if a.NATS != defaultServer {
+			natsSrv = " -s " + a.NATS
+		}
 		fmt.Fprintf(stdout, `falbridge dev is ready (version %s)
   nats:     %s
   fal sim:  %s  (run: %s/run, jwks: %s/.well-known/jwks.json, stats: %s/_sim/stats)
   webhook:  %s
   admin:    http://%s  (/healthz /readyz)
 
-Try it:
-  falbridge publish%s -m fal-ai/flux/schnell -p 'a red fox in snow' -n 2 --wait
-  falbridge watch%s
+Try it, in another terminal:
+  %s publish%s -m fal-ai/flux/schnell -p 'a red fox in snow' -n 2 --wait
+  %s watch%s
 or with the nats CLI:
-  nats sub 'fal.results.>' &
-  nats pub fal.requests.demo '{"model_id":"fal-ai/flux/schnell","input":{"prompt":"a red fox in snow","num_images":2}}'
-Press Ctrl-C to stop.
-`, version.Version, a.NATS, simURL, simURL, simURL, simURL, a.WebhookURL, a.Admin, srv, srv)
+  nats sub%s 'fal.results.>' &
+  nats pub%s fal.requests.demo '{"model_id":"fal-ai/flux/schnell","input":{"prompt":"a red fox in snow","num_images":2}}'
+%sPress Ctrl-C to stop.
+`, versionString(), a.NATS, simURL, simURL, simURL, simURL, a.WebhookURL, a.Admin, self, srv, self, srv, natsSrv, natsSrv, devHints(onPath))
 	}}))
 }
 
@@ -271,6 +280,65 @@ func runConfig(_ context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) error {
-	fmt.Fprintf(stdout, "falbridge %s\n", version.Version)
+	fmt.Fprintf(stdout, "falbridge %s\n", versionString())
 	return nil
+}
+
+// versionString is the stamped version, or for an unstamped build (go
+// install, go build) "dev" with the commit Go recorded.
+func versionString() string {
+	v := version.Version
+	bi, ok := debug.ReadBuildInfo()
+	if v != "dev" || !ok {
+		return v
+	}
+	rev, dirty := "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return v
+	}
+	rev = rev[:min(len(rev), 12)]
+	if dirty {
+		rev += "-dirty"
+	}
+	return v + " (" + rev + ")"
+}
+
+// selfCommand is how the dev banner tells people to run falbridge: by name
+// when it is on PATH, else by the path of this binary (relative when under
+// the working directory), else, for a go run binary that disappears at
+// exit, go run.
+func selfCommand() (cmd string, onPath bool) {
+	if _, err := exec.LookPath("falbridge"); err == nil {
+		return "falbridge", true
+	}
+	exe, err := os.Executable()
+	if err != nil || strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		return "go run ./cmd/falbridge", false
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
+			return "./" + rel, false
+		}
+	}
+	return exe, false
+}
+
+// devHints are the banner's notes for commands that are not on PATH.
+func devHints(onPath bool) string {
+	var b strings.Builder
+	if !onPath {
+		b.WriteString("  (falbridge is not on PATH: make install puts it in $(go env GOPATH)/bin)\n")
+	}
+	if _, err := exec.LookPath("nats"); err != nil {
+		b.WriteString("  (nats is not on PATH: go install github.com/nats-io/natscli/nats@v0.5.1)\n")
+	}
+	return b.String()
 }

@@ -48,6 +48,7 @@ func TestMain(m *testing.M) {
 type devProcess struct {
 	cmd     *exec.Cmd
 	natsURL string
+	banner  string // what dev printed on stdout up to "Press Ctrl-C"
 	stderr  *lockedBuffer
 	done    chan error
 }
@@ -86,14 +87,15 @@ func startDev(t *testing.T, extra ...string) *devProcess {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			seen.WriteString(sc.Text() + "\n")
-			if m := natsLine.FindStringSubmatch(seen.String()); m != nil && strings.Contains(sc.Text(), "Ctrl-C") {
-				ready <- m[1]
+			if natsLine.MatchString(seen.String()) && strings.Contains(sc.Text(), "Ctrl-C") {
+				ready <- seen.String()
 			}
 		}
 		_, _ = io.Copy(io.Discard, stdout)
 	}()
 	select {
-	case d.natsURL = <-ready:
+	case d.banner = <-ready:
+		d.natsURL = natsLine.FindStringSubmatch(d.banner)[1]
 	case err := <-d.done:
 		t.Fatalf("falbridge dev exited early: %v\n%s", err, d.stderr.String())
 	case <-time.After(30 * time.Second):

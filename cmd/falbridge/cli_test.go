@@ -15,8 +15,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/falbridge/falbridge/consumer"
+	"github.com/falbridge/falbridge/internal/natstest"
 	"github.com/falbridge/falbridge/publisher"
 )
 
@@ -509,4 +512,54 @@ func TestClientAgainstNATSWithoutJetStream(t *testing.T) {
 		require.Contains(t, r.stderr, "has no JetStream, which falbridge needs (nats-server -js", "%v", args)
 		require.NotContains(t, r.stderr, "is falbridge serve or dev running", "%v", args)
 	}
+}
+
+// TestClientTriggerNotTakenYet: with falbridge's streams but no falbridge
+// running, a published trigger is known (it waits in the trigger stream),
+// so status says so and result waits for it instead of failing.
+func TestClientTriggerNotTakenYet(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Run(t)
+	nc := srv.Connect(t)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for _, cfg := range []jetstream.StreamConfig{
+		{Name: publisher.RequestsStreamDefault, Subjects: []string{publisher.RequestsSubjectDefault}, Retention: jetstream.WorkQueuePolicy},
+		{Name: publisher.ResultsStreamDefault, Subjects: []string{publisher.ResultsPrefixDefault + ".>", publisher.ErrorsPrefixDefault + ".>"}},
+		{Name: publisher.StatusStreamDefault, Subjects: []string{publisher.StatusPrefixDefault + ".>"}},
+	} {
+		_, err := js.CreateStream(ctx, cfg)
+		require.NoError(t, err)
+	}
+	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: publisher.JobsBucketDefault})
+	require.NoError(t, err)
+	url := srv.ClientURL()
+
+	r := runCLI(t, url, "publish", "-m", "fal-ai/flux/schnell", "-p", "x", "--id", "not-taken")
+	require.Equal(t, 0, r.code, r)
+
+	r = runCLI(t, url, "status", "not-taken")
+	require.Equal(t, 0, r.code, r)
+	require.Contains(t, r.stdout, "state     waiting in FAL_REQUESTS: published, not taken by falbridge yet")
+	r = runCLI(t, url, "status", "not-taken", "--json")
+	require.Equal(t, 0, r.code, r)
+	require.JSONEq(t, `{"waiting":true}`, r.stdout)
+
+	r = runCLI(t, url, "result", "not-taken", "--timeout", "1s")
+	require.Equal(t, 1, r.code, r)
+	require.Contains(t, r.stderr, "no result for not-taken within --timeout", "it waited: the trigger is known")
+
+	r = runCLI(t, url, "result", "never-published", "--timeout", "1m")
+	require.Equal(t, 1, r.code, r)
+	require.Contains(t, r.stderr, "nothing known of never-published")
+}
+
+func TestPrintStatusRetryReason(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	printStatus(&b, "r-1", &jobStatus{Job: &consumer.JobInfo{ID: "r-1", State: "retry", ModelID: "fal-ai/flux/schnell", Mode: "queue",
+		Attempts: 2, RetryReason: "fal answered 429 (rate limited)", ReceivedAt: time.Now()}})
+	require.Contains(t, b.String(), "state     retry\nretrying  fal answered 429 (rate limited)\n")
 }

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,4 +200,47 @@ func copyTree(t *testing.T, root, dst string) {
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(to, data, fi.Mode().Perm()))
 	}
+}
+
+// TestMakeDevCtrlC: make dev, then Ctrl-C (SIGINT to the whole foreground
+// process group, as a terminal sends it), ends quietly: no make error, no
+// warning from a clean shutdown.
+func TestMakeDevCtrlC(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Fatalf("make is needed to build falbridge as the README says: %v", err)
+	}
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	src := filepath.Join(t.TempDir(), "falbridge")
+	copyTree(t, root, src)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "make", "dev", "DEV_FLAGS=--nats.embedded.listen 127.0.0.1:0 --webhook.listen 127.0.0.1:0 --admin.listen 127.0.0.1:0 --sim.addr 127.0.0.1:0")
+	cmd.Dir = src
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	})
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "Press Ctrl-C to stop.") }, 90*time.Second, 100*time.Millisecond, out.String())
+
+	require.NoError(t, syscall.Kill(-cmd.Process.Pid, syscall.SIGINT))
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("make dev did not end within 30s of Ctrl-C:\n%s", out.String())
+	}
+	require.Contains(t, out.String(), "shutting down")
+	require.NotContains(t, out.String(), "make: ***", "make reports no error after a clean stop")
+	require.NotContains(t, out.String(), "nats disconnected")
+	require.NotContains(t, out.String(), "level=WARN")
 }

@@ -37,10 +37,10 @@ vet: ## go vet
 lint: ## gofmt check, then staticcheck (installs staticcheck STATICCHECK_VERSION into GOBIN_DIR when missing, as CI does)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
-	@if [ ! -x "$(STATICCHECK)" ]; then \
+	@sc="$(STATICCHECK)"; if [ ! -x "$$sc" ]; then \
 	  echo "installing staticcheck $(STATICCHECK_VERSION) into $(GOBIN_DIR)"; \
-	  GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); fi
-	$(STATICCHECK) $(PKGS)
+	  GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) && sc="$(GOBIN_DIR)/staticcheck"; fi; \
+	echo "$$sc $(PKGS)"; "$$sc" $(PKGS)
 
 fmt: ## gofmt the tree
 	gofmt -s -w .

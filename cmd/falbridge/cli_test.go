@@ -131,7 +131,7 @@ func TestCLIAgainstDev(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(strings.TrimSpace(r.stdout)), &e), r)
 		require.Equal(t, "cli-bad", e.ID)
 		require.Equal(t, publisher.CodeInvalidModel, e.Code)
-		require.JSONEq(t, `{"id":"cli-bad","model_id":"fal-ai//flux","input":{"prompt":"x"},"progress":true}`, string(e.Trigger), "--wait asks for progress")
+		require.JSONEq(t, `{"id":"cli-bad","model_id":"fal-ai//flux","input":{"prompt":"x"}}`, string(e.Trigger), "--wait --json off a terminal shows no progress, so asks for none")
 
 		// The human form, and result for the same id.
 		r = runCLI(t, url, "result", "cli-bad")
@@ -192,10 +192,11 @@ func TestCLIAgainstDev(t *testing.T) {
 
 	t.Run("status after completion", func(t *testing.T) {
 		t.Parallel()
-		// --wait asks for live progress, so the job has status events of
-		// its own (a job nobody watches may have none); the run is long
-		// enough for fal's status stream to report it.
-		r := runCLI(t, url, "publish", "-m", "fal-ai/flux/schnell", "-i", `{"_sim":{"latency_ms":700}}`, "-p", "x", "--id", "cli-status", "--wait", "--json")
+		// --progress asks for live progress (--wait --json off a terminal
+		// does not), so the job has status events of its own (a job nobody
+		// watches may have none); the run is long enough for fal's status
+		// stream to report it.
+		r := runCLI(t, url, "publish", "-m", "fal-ai/flux/schnell", "-i", `{"_sim":{"latency_ms":700}}`, "-p", "x", "--id", "cli-status", "--wait", "--json", "--progress")
 		require.Equal(t, 0, r.code, r)
 
 		r = runCLI(t, url, "status", "cli-status")

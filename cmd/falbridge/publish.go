@@ -71,7 +71,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&f.jobTimeout, "job-timeout", 0, "the job's deadline (the trigger's timeout), counted from when falbridge receives it (default: the bridge's polling.job_deadline, 1h)")
 	fs.StringVar(&f.resultSubject, "result-subject", "", "also send the result or error event to `SUBJECT` (core NATS, at most once)")
 	fs.BoolVarP(&f.wait, "wait", "w", false, "wait for the result: show progress, print the result; exit 1 if the job fails")
-	fs.BoolVar(&f.progress, "progress", false, "ask falbridge for live progress (the trigger's \"progress\": true: one fal status stream while the job runs); on with --wait, --progress=false turns it off")
+	fs.BoolVar(&f.progress, "progress", false, "ask falbridge for live progress (the trigger's \"progress\": true: one more fal call, a status stream held while the job runs); on with --wait when progress is shown (not --json off a terminal), --progress=false turns it off")
 	fs.StringVar(&f.download, "download", "", "save the output's files (images, videos) into `DIR` as <id>_<n>.<ext> (implies --wait)")
 	fs.StringVar(&f.batch, "batch", "", "publish every line of `FILE` (- for stdin) as a trigger and wait for all of them")
 	fs.IntVar(&f.concurrency, "concurrency", 16, "with --batch: how many triggers may wait for their result at once")
@@ -100,8 +100,10 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if f.wait && !fs.Changed("progress") {
 		// Someone is watching: ask for fal's status stream, which in webhook
-		// mode is the only source of IN_PROGRESS and fal's logs.
-		f.progress = true
+		// mode is the only source of IN_PROGRESS and fal's logs. Not for
+		// --json off a terminal, which shows no progress: a script's job
+		// keeps its one fal call.
+		f.progress = !o.json || isTerminal(stderr)
 	}
 	t, err := f.trigger()
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -183,12 +184,29 @@ func TestREADME(t *testing.T) {
 }
 
 // copyTree copies the files git would put in a clone of root (tracked, and
-// new ones not ignored, as they are in the working tree) to dst.
+// new ones not ignored, as they are in the working tree) to dst. Outside a
+// git checkout (a source archive) it copies every file but build output.
 func copyTree(t *testing.T, root, dst string) {
 	t.Helper()
-	out, err := exec.Command("git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
-	require.NoError(t, err)
-	for _, name := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+	var names []string
+	if out, err := exec.Command("git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output(); err == nil {
+		names = strings.Split(strings.TrimRight(string(out), "\x00"), "\x00")
+	} else {
+		require.NoError(t, filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(root, path)
+			if d.IsDir() && (rel == ".git" || rel == "bin") {
+				return filepath.SkipDir
+			}
+			if !d.IsDir() {
+				names = append(names, rel)
+			}
+			return nil
+		}))
+	}
+	for _, name := range names {
 		from := filepath.Join(root, name)
 		fi, err := os.Lstat(from)
 		if err != nil || !fi.Mode().IsRegular() {
@@ -243,4 +261,18 @@ func TestMakeDevCtrlC(t *testing.T) {
 	require.NotContains(t, out.String(), "make: ***", "make reports no error after a clean stop")
 	require.NotContains(t, out.String(), "nats disconnected")
 	require.NotContains(t, out.String(), "level=WARN")
+}
+
+func TestCopyTreeOutsideGit(t *testing.T) {
+	t.Parallel()
+	root, dst := t.TempDir(), filepath.Join(t.TempDir(), "copy")
+	for _, name := range []string{"README.md", "cmd/x/main.go", "bin/falbridge", ".git/HEAD"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(root, filepath.Dir(name)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(root, name), []byte(name), 0o644))
+	}
+	copyTree(t, root, dst)
+	for name, want := range map[string]bool{"README.md": true, "cmd/x/main.go": true, "bin/falbridge": false, ".git/HEAD": false} {
+		_, err := os.Stat(filepath.Join(dst, name))
+		require.Equal(t, want, err == nil, name)
+	}
 }

@@ -216,6 +216,8 @@ type Config struct {
 	Shutdown Shutdown `koanf:"shutdown"`
 	// Log configures the slog logger.
 	Log Log `koanf:"log"`
+	// Spend prices jobs and bounds their cost.
+	Spend Spend `koanf:"spend"`
 }
 
 // NATS configures the connection to NATS (keys nats.*). At most one
@@ -467,6 +469,40 @@ type Limits struct {
 	// A job over the cap gets no live progress; its result is unaffected.
 	// Defaults to [MaxProgressStreamsDefault] (64).
 	MaxProgressStreams int `koanf:"max_progress_streams"`
+	// MaxPending caps the jobs pending at fal across all replicas: admitted
+	// (being submitted, at fal, or waiting to retry a refused submit) and
+	// not yet ended. A trigger over a cap waits in JetStream, recorded as
+	// waiting, and is submitted as a slot frees; no fal call, no error. 0
+	// turns the caps off; it must be set (and at most
+	// [MaxPendingLimit]) when MaxPendingPerModel, PendingModelLimits or
+	// MaxPendingPerTenant is. Defaults to 0.
+	MaxPending int `koanf:"max_pending"`
+	// MaxPendingPerModel caps the pending jobs of one model across all
+	// replicas; 0 means no per-model cap. Defaults to 0.
+	MaxPendingPerModel int `koanf:"max_pending_per_model"`
+	// PendingModelLimits overrides MaxPendingPerModel for single model ids,
+	// in the forms of ModelLimits. Defaults to nil.
+	PendingModelLimits map[string]int `koanf:"pending_model_limits"`
+	// MaxPendingPerTenant caps the pending jobs of one tenant (the
+	// trigger's "tenant"; no tenant is a tenant of its own) across all
+	// replicas; 0 means no per-tenant cap. Defaults to 0.
+	MaxPendingPerTenant int `koanf:"max_pending_per_tenant"`
+}
+
+// MaxPendingLimit is the largest limits.max_pending: the admission record
+// holds one entry per pending job and must fit one NATS message.
+const MaxPendingLimit = 10_000
+
+// Admission reports whether the cross-replica caps on pending jobs are on.
+func (l Limits) Admission() bool { return l.MaxPending > 0 }
+
+// PendingModelLimit returns the cap on pending jobs of model: its
+// PendingModelLimits entry, else MaxPendingPerModel (0: none).
+func (l Limits) PendingModelLimit(model string) int {
+	if n, ok := l.PendingModelLimits[model]; ok {
+		return n
+	}
+	return l.MaxPendingPerModel
 }
 
 // ModelLimit returns the in-flight bound for model: its ModelLimits entry,
@@ -629,6 +665,7 @@ func Default() Config {
 		},
 		Shutdown: Shutdown{GracePeriod: GracePeriodDefault},
 		Log:      Log{Level: LogLevelDefault, Format: LogFormatDefault},
+		Spend:    Spend{Currency: "USD", BudgetPolicy: BudgetWait},
 	}
 }
 
@@ -654,6 +691,8 @@ func (c Config) Redacted() Config {
 	c.NATS.URL = RedactURL(c.NATS.URL)
 	c.Limits.ModelLimits = maps.Clone(c.Limits.ModelLimits)
 	c.Subjects.ResultSubjectAllow = slices.Clone(c.Subjects.ResultSubjectAllow)
+	c.Spend.Prices = slices.Clone(c.Spend.Prices)
+	c.Spend.Budgets = slices.Clone(c.Spend.Budgets)
 	return c
 }
 

@@ -104,9 +104,9 @@ func TestKeysAndEnvNames(t *testing.T) {
 	t.Parallel()
 
 	keys := Keys()
-	require.Len(t, keys, 71)
+	require.Len(t, keys, 79)
 	require.Equal(t, "nats.url", keys[0])
-	require.Equal(t, "log.format", keys[len(keys)-1])
+	require.Equal(t, "spend.budget_policy", keys[len(keys)-1])
 	seen := map[string]bool{}
 	for _, k := range keys {
 		env := EnvName(k)
@@ -271,6 +271,9 @@ func TestYAMLRoundTrip(t *testing.T) {
 	c.Polling.MinInterval = 1500 * time.Millisecond
 	c.Streams.JobsTTL = 0
 	c.Log.Format = "text"
+	c.Limits.MaxPending = 8
+	c.Spend.Prices = []string{"fal-ai/flux/dev=0.025/megapixel"}
+	c.Spend.Budgets = []string{"tenant:team-a=20/day"}
 
 	out, err := c.YAML()
 	require.NoError(t, err)
@@ -286,7 +289,7 @@ func TestYAMLRoundTrip(t *testing.T) {
 	for i := 0; i < len(top.Content[0].Content); i += 2 {
 		names = append(names, top.Content[0].Content[i].Value)
 	}
-	require.Equal(t, []string{"nats", "streams", "subjects", "fal", "webhook", "admin", "limits", "polling", "consumer", "shutdown", "log"}, names)
+	require.Equal(t, []string{"nats", "streams", "subjects", "fal", "webhook", "admin", "limits", "polling", "consumer", "shutdown", "log", "spend"}, names)
 }
 
 func TestExampleFile(t *testing.T) {

@@ -71,6 +71,10 @@ var help = map[string]string{
 	"limits.max_sync_runs":           "sync and stream runs in progress at once on one replica (at most limits.workers)",
 	"limits.max_timeout":             "largest timeout a trigger may ask for",
 	"limits.max_progress_streams":    "fal status streams followed at once for triggers with \"progress\": true (0: none)",
+	"limits.max_pending":             "jobs pending at fal across all replicas; over it triggers wait (0: no caps)",
+	"limits.max_pending_per_model":   "jobs of one model pending at fal across all replicas (0: no per-model cap)",
+	"limits.pending_model_limits":    "per-model caps on pending jobs, model=n,model2=m",
+	"limits.max_pending_per_tenant":  "jobs of one tenant pending at fal across all replicas (0: no per-tenant cap)",
 
 	"polling.webhook_grace":   "how long to wait for a webhook before polling",
 	"polling.min_interval":    "first poll interval",
@@ -88,8 +92,13 @@ var help = map[string]string{
 
 	"shutdown.grace_period": "how long in-flight work may take after a stop signal",
 
-	"log.level":  "log level: debug, info, warn or error",
-	"log.format": "log format: json or text",
+	"log.level": "log level: debug, info, warn or error",
+
+	"spend.currency":      "currency of prices, budgets and costs",
+	"spend.prices":        "price table: model=amount/unit (image, megapixel, second, request), comma-separated",
+	"spend.budgets":       "budgets: scope=amount/window (global, model:<id>, tenant:<t>; hour, day), comma-separated",
+	"spend.budget_policy": "a job over a budget: wait (for the next window) or fail (budget_exceeded)",
+	"log.format":          "log format: json or text",
 }
 
 // RegisterFlags adds one flag per key to fs, named by the dotted key
@@ -132,4 +141,22 @@ func RegisterFlagsFrom(fs *pflag.FlagSet, def Config) {
 			fs.StringSlice(ki.key, v.([]string), usage)
 		}
 	}
+}
+
+// SecretFlags returns the names of the flags in fs that the user set and
+// that carry a secret: fal.key, nats.password, nats.token, and nats.url when
+// it holds user info. A command line is visible to every user of the machine
+// (ps, /proc/<pid>/cmdline), so a caller warns when this is not empty.
+func SecretFlags(fs *pflag.FlagSet) []string {
+	var names []string
+	for _, ki := range schema {
+		f := fs.Lookup(ki.key)
+		if f == nil || !f.Changed {
+			continue
+		}
+		if ki.kind == kindSecret || (ki.key == "nats.url" && RedactURL(f.Value.String()) != f.Value.String()) {
+			names = append(names, "--"+ki.key)
+		}
+	}
+	return names
 }

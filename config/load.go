@@ -60,6 +60,7 @@ func Load(o LoadOptions) (*Config, error) {
 	if o.Base != nil {
 		base = *o.Base
 		base.Limits.ModelLimits = maps.Clone(base.Limits.ModelLimits)
+		base.Limits.PendingModelLimits = maps.Clone(base.Limits.PendingModelLimits)
 	}
 	path := o.File
 	if path == "" {
@@ -138,6 +139,15 @@ func build(base Config, path string, data []byte, environ []string, flags *pflag
 	}
 	if len(c.Limits.ModelLimits) == 0 {
 		c.Limits.ModelLimits = nil
+	}
+	if len(c.Limits.PendingModelLimits) == 0 {
+		c.Limits.PendingModelLimits = nil
+	}
+	if len(c.Spend.Prices) == 0 {
+		c.Spend.Prices = nil
+	}
+	if len(c.Spend.Budgets) == 0 {
+		c.Spend.Budgets = nil
 	}
 	if err := c.Validate(); err != nil {
 		return nil, newLoadError([]error{err})

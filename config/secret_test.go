@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 )
@@ -158,6 +159,33 @@ func TestSlogNeverShowsSecrets(t *testing.T) {
 			out := buf.String()
 			requireNoSecret(t, out)
 			require.Contains(t, out, "****")
+		})
+	}
+}
+
+// #11: secrets given as flags are visible in ps; the commands warn about
+// exactly those flags.
+func TestSecretFlags(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"none", nil, nil},
+		{"not secret", []string{"--limits.workers=3", "--nats.url=nats://127.0.0.1:4222"}, nil},
+		{"fal key", []string{"--fal.key=id:secret"}, []string{"--fal.key"}},
+		{"nats password and token", []string{"--nats.token=t", "--nats.password=p"}, []string{"--nats.password", "--nats.token"}},
+		{"url with user info", []string{"--nats.url=nats://u:p@127.0.0.1:4222"}, []string{"--nats.url"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+			RegisterFlags(fs)
+			require.NoError(t, fs.Parse(tt.args))
+			got := SecretFlags(fs)
+			require.ElementsMatch(t, tt.want, got)
 		})
 	}
 }

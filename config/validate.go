@@ -173,6 +173,39 @@ func (c *Config) Validate() error {
 	if l.MaxTimeout > 0 && c.Polling.JobDeadline > l.MaxTimeout {
 		v.add("polling.job_deadline", "must be ≤ limits.max_timeout (%s > %s)", formatDuration(c.Polling.JobDeadline), formatDuration(l.MaxTimeout))
 	}
+	switch {
+	case l.MaxPending < 0 || l.MaxPending > MaxPendingLimit:
+		v.add("limits.max_pending", "must be 0 (no caps) to %d (got %d)", MaxPendingLimit, l.MaxPending)
+	case l.MaxPending == 0 && (l.MaxPendingPerModel != 0 || len(l.PendingModelLimits) > 0 || l.MaxPendingPerTenant != 0):
+		v.add("limits.max_pending", "must be set when limits.max_pending_per_model, limits.pending_model_limits or limits.max_pending_per_tenant is (it bounds them all)")
+	}
+	if _, err := c.Spend.PriceTable(); err != nil {
+		v.add("spend.prices", "%v", err)
+	}
+	if budgets, err := c.Spend.BudgetList(); err != nil {
+		v.add("spend.budgets", "%v", err)
+	} else if len(budgets) > 0 && l.MaxPending == 0 {
+		v.add("spend.budgets", "need limits.max_pending (budgets are kept in the admission record)")
+	}
+	switch c.Spend.BudgetPolicy {
+	case BudgetWait, BudgetFail:
+	default:
+		v.add("spend.budget_policy", "must be %q or %q (got %q)", BudgetWait, BudgetFail, c.Spend.BudgetPolicy)
+	}
+	if strings.TrimSpace(c.Spend.Currency) == "" {
+		v.add("spend.currency", "must not be empty")
+	}
+	if l.MaxPendingPerModel < 0 {
+		v.add("limits.max_pending_per_model", "must be ≥ 0 (got %d; 0 means no per-model cap)", l.MaxPendingPerModel)
+	}
+	if l.MaxPendingPerTenant < 0 {
+		v.add("limits.max_pending_per_tenant", "must be ≥ 0 (got %d; 0 means no per-tenant cap)", l.MaxPendingPerTenant)
+	}
+	for _, model := range sortedKeys(l.PendingModelLimits) {
+		if n := l.PendingModelLimits[model]; n < 1 {
+			v.add("limits.pending_model_limits", "%q: must be ≥ 1 (got %d)", model, n)
+		}
+	}
 	if l.MaxInFlightPerModel < 0 {
 		v.add("limits.max_in_flight_per_model", "must be ≥ 0 (got %d; 0 means no per-model limit)", l.MaxInFlightPerModel)
 	}

@@ -82,6 +82,20 @@ func TestValidate(t *testing.T) {
 		{"grace_period zero", func(c *Config) { c.Shutdown.GracePeriod = 0 }, "shutdown.grace_period", "must be > 0"},
 		{"grace_period too short for a fal call", func(c *Config) { c.Shutdown.GracePeriod = 2 * time.Second }, "shutdown.grace_period", "must be ≥ 4s to fit one fal call"},
 		{"max_sync_runs zero", func(c *Config) { c.Limits.MaxSyncRuns = 0 }, "limits.max_sync_runs", "must be ≥ 1"},
+		{"price without unit", func(c *Config) { c.Spend.Prices = []string{"fal-ai/x=0.1"} }, "spend.prices", "want model=amount/unit"},
+		{"price bad unit", func(c *Config) { c.Spend.Prices = []string{"fal-ai/x=0.1/gallon"} }, "spend.prices", "unit must be image"},
+		{"price negative", func(c *Config) { c.Spend.Prices = []string{"fal-ai/x=-1/image"} }, "spend.prices", "amount must be a number"},
+		{"budget bad scope", func(c *Config) { c.Limits.MaxPending = 4; c.Spend.Budgets = []string{"team=1/day"} }, "spend.budgets", "scope must be global"},
+		{"budget bad window", func(c *Config) { c.Limits.MaxPending = 4; c.Spend.Budgets = []string{"global=1/week"} }, "spend.budgets", "window must be hour or day"},
+		{"budget without max_pending", func(c *Config) { c.Spend.Budgets = []string{"global=1/day"} }, "spend.budgets", "need limits.max_pending"},
+		{"budget policy", func(c *Config) { c.Spend.BudgetPolicy = "panic" }, "spend.budget_policy", `must be "wait" or "fail"`},
+		{"max_pending too large", func(c *Config) { c.Limits.MaxPending = MaxPendingLimit + 1 }, "limits.max_pending", "must be 0 (no caps) to 10000"},
+		{"model cap without max_pending", func(c *Config) { c.Limits.MaxPendingPerModel = 2 }, "limits.max_pending", "must be set when"},
+		{"tenant cap without max_pending", func(c *Config) { c.Limits.MaxPendingPerTenant = 2 }, "limits.max_pending", "must be set when"},
+		{"pending model limit zero", func(c *Config) {
+			c.Limits.MaxPending = 8
+			c.Limits.PendingModelLimits = map[string]int{"fal-ai/x": 0}
+		}, "limits.pending_model_limits", `"fal-ai/x": must be ≥ 1`},
 		{"max_timeout below job_deadline", func(c *Config) { c.Limits.MaxTimeout = time.Minute }, "polling.job_deadline", "must be ≤ limits.max_timeout"},
 		{"safety_interval zero", func(c *Config) { c.Polling.SafetyInterval = 0 }, "polling.safety_interval", "must be > 0"},
 		{"sweep_interval zero", func(c *Config) { c.Polling.SweepInterval = 0 }, "polling.sweep_interval", "must be > 0"},

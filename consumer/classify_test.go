@@ -116,5 +116,7 @@ func TestModelLabelsAreCapped(t *testing.T) {
 	}
 	require.Equal(t, "other", l.label("made/up", true))
 	require.Equal(t, "m/0", l.label("m/0", false), "known models keep their label")
-	require.Equal(t, "other", l.label(strings.Repeat("x", maxModelLabelLen+1), true), "long ids are never a label")
+	require.Equal(t, "invalid", l.label(strings.Repeat("x", maxModelLabelLen+1), true), "long ids are never a label")
+	require.Equal(t, "invalid", l.label("fal-ai//flux", false), "malformed ids are invalid")
+	require.Equal(t, "invalid", l.label("", false))
 }

@@ -74,6 +74,7 @@ func (p *Pool) finish(_ context.Context, j *job, rev uint64, res *publisher.Resu
 		return published, err
 	}
 	p.recent.put(j, 0)
+	p.releaseSlot(j.ID)
 	if published {
 		p.log.Debug("job done", "trigger_id", j.ID, "request_id", j.RequestID, "model_id", j.ModelID, "outcome", outcome, "via", via)
 	}

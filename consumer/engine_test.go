@@ -8,6 +8,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -218,6 +222,55 @@ func TestStopWhileSubmitHangsEndsWithinGrace(t *testing.T) {
 
 	b.startPool()
 	res, ev := b.terminal("grace-1")
+	require.Nil(t, ev)
+	b.requireFalOutput(res)
+	require.EqualValues(t, 1, b.stats().Submits)
+}
+
+// Point 6: a submit that fal refused was retried inside falclient, whose
+// back-off sleeps (up to 30 s) happened while the job was still claimed: a
+// crash then looked like a crash after acceptance, and the redelivery
+// published ambiguous_submit for a job fal never had. Now each delivery
+// makes one attempt and records the refusal (state retry) before it waits.
+func TestRefusedSubmitIsRecordedBeforeAnyBackoff(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// fal answers the first submit 429; the client's own policy would wait
+	// 3 s before its next attempt.
+	simURL, err := url.Parse(b.sim.QueueURL)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(simURL)
+	var refused atomic.Int32
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && refused.CompareAndSwap(0, 1) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = w.Write([]byte(`{"detail":"Rate limit exceeded"}`))
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	fal, err := falclient.New(
+		falclient.WithKey(falclient.Key(b.cfg.Fal.Key.Reveal())),
+		falclient.WithQueueURL(front.URL),
+		falclient.WithRunURL(b.sim.RunURL),
+		falclient.WithRetry(falclient.RetryPolicy{MaxAttempts: 5, InitialInterval: 3 * time.Second, MaxInterval: 3 * time.Second}),
+	)
+	require.NoError(t, err)
+	b.start(b.newPool(fal))
+
+	b.publish("r", `{"id":"refused-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
+	waitFor(t, "fal's refusal", func() bool { return refused.Load() == 1 })
+	refusedAt := time.Now()
+	waitFor(t, "the job to leave claimed", func() bool {
+		s := b.jobState("refused-1")
+		return s != "claimed" && s != ""
+	})
+	require.Less(t, time.Since(refusedAt), time.Second,
+		"the refusal must be recorded at once, not after the client's 3 s back-off")
+
+	res, ev := b.terminal("refused-1")
 	require.Nil(t, ev)
 	b.requireFalOutput(res)
 	require.EqualValues(t, 1, b.stats().Submits)

@@ -18,6 +18,10 @@ import (
 // headerRoom is kept free of a message's max payload for its headers.
 const headerRoom = 4 << 10
 
+// fitReserve is room kept for a job record's own fields beside the
+// trigger and metadata it embeds (see parkable).
+const fitReserve = 8 << 10
+
 // minKeep is the least of a cut field that is kept.
 const minKeep = 256
 

@@ -1,9 +1,11 @@
 package consumer_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -46,6 +48,8 @@ type setupOpts struct {
 	noWebhook bool
 	quiet     bool // discard the pool's logs (benchmarks)
 	cfg       func(*config.Config)
+	// onWebhook sees every webhook body before the pool does.
+	onWebhook func(body []byte)
 }
 
 func setup(t testing.TB, mods ...func(*setupOpts)) *testBundle {
@@ -66,6 +70,15 @@ func setup(t testing.TB, mods ...func(*setupOpts)) *testBundle {
 		if p == nil {
 			http.Error(w, "no pool", http.StatusServiceUnavailable)
 			return
+		}
+		if o.onWebhook != nil {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			o.onWebhook(body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		p.WebhookHandler().ServeHTTP(w, r)
 	}))

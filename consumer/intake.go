@@ -111,6 +111,7 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) verdict {
 		ID:            id,
 		State:         stateClaimed,
 		ModelID:       t.ModelID,
+		Tenant:        t.Tenant,
 		Mode:          mode,
 		ResultSubject: t.ResultSubject,
 		Metadata:      t.Metadata,
@@ -119,6 +120,16 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) verdict {
 		Attempts:      1,
 		ReceivedAt:    d.receivedAt,
 		Deadline:      d.receivedAt.Add(timeout),
+	}
+	if p.adm != nil {
+		full, err := p.adm.admit(ctx, id, t.ModelID, t.Tenant)
+		if err != nil {
+			p.log.Warn("admission failed; will retry", "trigger_id", id, "err", err)
+			return nakAfter(natsDelays.after(int(d.delivered), 0))
+		}
+		if full != "" {
+			return p.wait(ctx, d, t, j, full)
+		}
 	}
 	p.lease(j, now)
 	rev, err := p.store.create(ctx, j)
@@ -130,6 +141,106 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) verdict {
 		return nakAfter(natsDelays.after(int(d.delivered), 0))
 	}
 	return p.submit(ctx, d, t, j, rev)
+}
+
+// wait records a new job that is over a cap on pending jobs as waiting (so
+// that status shows it and a cancel ends it without fal).
+//
+// A queue-mode job whose trigger fits its record whole is parked: its
+// timer asks for a slot about every admissionRetry and the trigger is acked,
+// so that waiting work never fills the trigger consumer's MaxAckPending and
+// the triggers behind it (another tenant's, say) are still read. Other jobs
+// hand their trigger back to the stream until a slot may be free.
+func (p *Pool) wait(ctx context.Context, d *delivery, t *publisher.Trigger, j *job, full string) verdict {
+	j.State = stateWaiting
+	j.Parked = j.Mode == publisher.ModeQueue && p.parkable(d.body)
+	rev, err := p.store.create(ctx, j)
+	switch {
+	case errors.Is(err, errJobExists):
+		return p.handleClaimed(ctx, d, t, j.ID)
+	case err != nil:
+		p.log.Warn("recording a waiting job failed; will retry", "trigger_id", j.ID, "err", err)
+		return nakAfter(natsDelays.after(int(d.delivered), 0))
+	}
+	p.log.Debug("job waits: a cap on pending jobs is full", "trigger_id", j.ID, "model_id", j.ModelID, "tenant", j.Tenant, "cap", full, "parked", j.Parked)
+	if j.Parked && !j.Truncated {
+		// The timer first, then the ack: a crash in between redelivers
+		// the trigger, which finds the job waiting.
+		if err := p.arm(ctx, j.ID, p.now().Add(jittered(admissionRetry))); err == nil {
+			return ack()
+		}
+		next := *j
+		next.Parked = false
+		if _, err := p.store.put(ctx, &next, rev); err != nil {
+			return nakAfter(natsDelays.after(int(d.delivered), 0))
+		}
+	}
+	return nakAfter(jittered(admissionRetry))
+}
+
+// parkable reports whether a trigger body fits its job record whole (the
+// record holds it and its metadata again), so the record can stand in for
+// the trigger message.
+func (p *Pool) parkable(body []byte) bool {
+	return 2*len(body)+fitReserve < p.store.limit
+}
+
+// resumeParked is the timer of a parked job: the intake continues from the
+// job record as if its trigger had been redelivered.
+func (p *Pool) resumeParked(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, j *job) verdict {
+	t, err := publisher.DecodeTrigger(j.Trigger)
+	if err != nil {
+		// Cannot happen: the trigger was decoded once and stored whole.
+		p.log.Error("parked job's trigger does not decode", "trigger_id", j.ID, "err", err)
+		return term("parked trigger does not decode")
+	}
+	d := &delivery{msg: msg, body: j.Trigger, seq: j.TriggerSeq, delivered: md.NumDelivered, receivedAt: j.ReceivedAt}
+	return p.handleClaimed(ctx, d, t, j.ID)
+}
+
+// admitWaiting asks again for a slot for a waiting job; admitted, it is
+// claimed and submitted.
+func (p *Pool) admitWaiting(ctx context.Context, d *delivery, t *publisher.Trigger, j *job, rev uint64) verdict {
+	if !p.now().Before(j.Deadline) {
+		f := failure{Code: publisher.CodeTimeout, Message: fmt.Sprintf(
+			"trigger waited %s for a slot under the caps on pending jobs, past its timeout; not submitted", p.now().Sub(j.ReceivedAt).Round(time.Millisecond))}
+		return p.finishIntake(ctx, d, j, rev, nil, &f)
+	}
+	if p.adm != nil {
+		full, err := p.adm.admit(ctx, j.ID, j.ModelID, j.Tenant)
+		if err != nil {
+			p.log.Warn("admission failed; will retry", "trigger_id", j.ID, "err", err)
+			return nakAfter(natsDelays.after(int(d.delivered), 0))
+		}
+		if full != "" {
+			return nakAfter(jittered(admissionRetry))
+		}
+	}
+	j.State = stateClaimed
+	p.lease(j, p.now())
+	rev, err := p.store.put(ctx, j, rev)
+	var conflict *conflictError
+	if errors.As(err, &conflict) && conflict.cur.State == stateDone {
+		p.releaseSlot(j.ID) // canceled while it waited
+		return ack()
+	}
+	if err != nil {
+		return nakAfter(natsDelays.after(int(d.delivered), 0))
+	}
+	return p.submit(ctx, d, t, j, rev)
+}
+
+// releaseSlot gives job id's slot under the caps back, best effort: if it
+// fails, the sweep gives it back.
+func (p *Pool) releaseSlot(id string) {
+	if p.adm == nil {
+		return
+	}
+	ctx, cancel := p.finishContext()
+	defer cancel()
+	if err := p.adm.release(ctx, id); err != nil {
+		p.log.Warn("releasing a slot failed; the sweep will", "trigger_id", id, "err", err)
+	}
 }
 
 // resultSubjectAllowed applies subjects.result_subject_allow: a trigger's
@@ -169,6 +280,9 @@ func (p *Pool) handleClaimed(ctx context.Context, d *delivery, t *publisher.Trig
 	switch {
 	case j.State == stateDone:
 		p.log.Debug("duplicate trigger; job already done", "trigger_id", id, "outcome", j.Outcome)
+		// A job ended while its trigger waited (canceled, say) may still
+		// hold the slot this delivery took for it.
+		p.releaseSlot(id)
 		return ack()
 	case j.State == stateSubmitted:
 		if sameMessage {
@@ -185,6 +299,8 @@ func (p *Pool) handleClaimed(ctx context.Context, d *delivery, t *publisher.Trig
 		// worked on (or waits for its retry): the original decides.
 		p.log.Debug("duplicate trigger; original still in hand", "trigger_id", id, "state", j.State)
 		return ack()
+	case j.State == stateWaiting:
+		return p.admitWaiting(ctx, d, t, j, rev)
 	case j.leaseLive(now):
 		// The first worker is still at it (a redelivery after a NATS
 		// restart, say): wait for it rather than call it ambiguous.
@@ -254,7 +370,10 @@ func (p *Pool) submit(ctx context.Context, d *delivery, t *publisher.Trigger, j 
 }
 
 func (p *Pool) submitQueue(ctx context.Context, d *delivery, t *publisher.Trigger, j *job, rev uint64) verdict {
-	opts := falclient.SubmitOptions{Priority: falclient.Priority(t.Priority)}
+	// One attempt per delivery: a refused submit is recorded as retry
+	// before any back-off (submitFailed), so that a crash while waiting
+	// is not taken for a crash after fal accepted it.
+	opts := falclient.SubmitOptions{Priority: falclient.Priority(t.Priority), MaxAttempts: 1}
 	if p.webhookBase != "" {
 		opts.WebhookURL = p.webhookURL(j.ID)
 		j.Webhook = true
@@ -337,13 +456,16 @@ func (p *Pool) runDirect(ctx context.Context, d *delivery, t *publisher.Trigger,
 		out json.RawMessage
 		err error
 	)
+	// One attempt per delivery, as for submits: a refusal goes through
+	// submitFailed and is recorded before the back-off.
+	runOnce := falclient.RunOptions{MaxAttempts: 1}
 	if j.Mode == publisher.ModeStream {
-		out, err = p.fal.Stream(rctx, j.ModelID, t.Input, falclient.RunOptions{}, func(ev json.RawMessage) error {
+		out, err = p.fal.Stream(rctx, j.ModelID, t.Input, runOnce, func(ev json.RawMessage) error {
 			p.emit.publishStatus(&publisher.Status{ID: j.ID, State: publisher.StatePartial, Partial: ev, At: p.now().UTC()})
 			return nil
 		})
 	} else {
-		out, err = p.fal.Run(rctx, j.ModelID, t.Input, falclient.RunOptions{})
+		out, err = p.fal.Run(rctx, j.ModelID, t.Input, runOnce)
 	}
 	stopBeat()
 	cancelRun(nil)

@@ -18,6 +18,8 @@ import (
 // jobState is where a job is in its life. Every move is a compare-and-set on
 // the record's KV revision, so two replicas can never both move the same job:
 //
+//	  over a cap: waiting ──slot free──┐   (admission.go; caps on only)
+//	                                   ▼
 //	         claim (kv.Create, with a lease)
 //	             │
 //	             ▼
@@ -35,6 +37,9 @@ import (
 type jobState string
 
 const (
+	// stateWaiting: over a cap on pending jobs (admission.go); the trigger
+	// waits in JetStream and nothing has been sent to fal.
+	stateWaiting jobState = "waiting"
 	// stateClaimed: a worker owns the trigger and may be talking to fal.
 	stateClaimed jobState = "claimed"
 	// stateRetry: fal certainly did not accept the last submit (429, 503
@@ -58,6 +63,7 @@ type job struct {
 	ID               string          `json:"id"`
 	State            jobState        `json:"state"`
 	ModelID          string          `json:"model_id"`
+	Tenant           string          `json:"tenant,omitempty"`
 	Mode             publisher.Mode  `json:"mode"`
 	RequestID        string          `json:"request_id,omitempty"`
 	GatewayRequestID string          `json:"gateway_request_id,omitempty"`
@@ -78,6 +84,10 @@ type job struct {
 	LeaseUntil time.Time `json:"lease_until,omitzero"`
 	// CancelRequestedAt is when fal was asked to cancel the running job.
 	CancelRequestedAt time.Time `json:"cancel_requested_at,omitzero"`
+	// Parked is true when the job waits for a slot under the caps with its
+	// trigger acked: its timer, not the trigger message, drives its
+	// admission and submit (from Trigger, which is then never cut).
+	Parked bool `json:"parked,omitempty"`
 	// RetryReason says why the last submit was refused (state retry).
 	RetryReason string    `json:"retry_reason,omitempty"`
 	ReceivedAt  time.Time `json:"received_at"`

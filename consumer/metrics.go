@@ -39,6 +39,10 @@ type Metrics struct {
 // own (admit); any other model, and any past the cap, is "other".
 const maxModelLabels = 100
 
+// labelInvalid labels what rejected triggers named as their model: a
+// malformed or oversized id never becomes a label value.
+const labelInvalid = "invalid"
+
 // maxModelLabelLen caps one label value (fal's ids are far shorter).
 const maxModelLabelLen = 128
 
@@ -48,10 +52,15 @@ type modelLabels struct {
 }
 
 // label returns the label value of model, admitting it to the set of
-// labelled models when admit is true and there is room.
+// labelled models when admit is true (fal accepted it) and there is room.
+// An id that is not a model id at all, or longer than any fal id, is
+// "invalid"; a well-formed one not (yet) admitted, or past the cap, "other".
 func (l *modelLabels) label(model string, admit bool) string {
 	if len(model) > maxModelLabelLen {
-		return "other"
+		return labelInvalid
+	}
+	if _, err := falclient.ParseModelID(model); err != nil {
+		return labelInvalid
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

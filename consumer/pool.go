@@ -103,6 +103,9 @@ type Pool struct {
 	cancels chan struct{}
 
 	limiter *modelLimiter
+	// adm applies the cross-replica caps on pending jobs; nil when they
+	// are off (limits.max_pending 0).
+	adm *admission
 	// slotWait and slotRetry are modelSlotWait and modelSlotRetry (tests
 	// shorten them).
 	slotWait, slotRetry time.Duration
@@ -209,6 +212,9 @@ func (p *Pool) Start(ctx context.Context) error {
 		return fmt.Errorf("consumer: job bucket %q: %w", p.cfg.Streams.JobsBucket, err)
 	}
 	p.store = newJobStore(p.js, kv, p.cfg.Streams.JobsBucket, p.nc.MaxPayload())
+	if p.cfg.Limits.Admission() {
+		p.adm = &admission{kv: kv, limits: p.cfg.Limits, now: p.now}
+	}
 	if p.pending, err = p.js.Stream(ctx, p.cfg.Streams.Pending); err != nil {
 		return fmt.Errorf("consumer: pending stream %q: %w", p.cfg.Streams.Pending, err)
 	}

@@ -43,6 +43,7 @@ type sweepReport struct {
 	pending  int
 	rearmed  int
 	timerIDs int
+	released int // slots under the caps given back
 }
 
 // sweepLoop runs the sweep until the pool stops.
@@ -99,10 +100,15 @@ func (p *Pool) sweep(ctx context.Context) (sweepReport, error) {
 	// its timer: leave it to the next sweep.
 	young := now.Add(-p.callBudget() - p.cfg.Consumer.AckWait)
 	for id, st := range states {
-		if st.state != stateSubmitted {
+		switch st.state {
+		case stateSubmitted:
+			rep.pending++
+		case stateWaiting:
+			// A parked job's timer is all that drives it. (A job whose
+			// trigger still holds it ignores the extra timer.)
+		default:
 			continue
 		}
-		rep.pending++
 		if timers[id] || st.at.After(young) {
 			continue
 		}
@@ -111,6 +117,21 @@ func (p *Pool) sweep(ctx context.Context) (sweepReport, error) {
 			return rep, err
 		}
 		rep.rearmed++
+	}
+	if p.adm != nil {
+		// Slots of jobs that ended without giving theirs back (their
+		// replica stopped in between), or that were never claimed.
+		orphans, err := p.adm.orphans(ctx, states, young)
+		if err != nil {
+			return rep, err
+		}
+		if len(orphans) > 0 {
+			if err := p.adm.release(ctx, orphans...); err != nil {
+				return rep, err
+			}
+			p.log.Info("sweep released slots of ended jobs", "slots", len(orphans))
+		}
+		rep.released = len(orphans)
 	}
 	p.pendingJobs.Store(int64(rep.pending))
 	lease.Pending, lease.At = rep.pending, now.UTC()

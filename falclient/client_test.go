@@ -147,6 +147,7 @@ func TestSubmitInvalidArguments(t *testing.T) {
 		{"webhook", "fal-ai/flux/dev", nil, falclient.SubmitOptions{WebhookURL: "/relative"}, falclient.ErrInvalidOption},
 		{"runner hint", "fal-ai/flux/dev", nil, falclient.SubmitOptions{RunnerHint: "a\r\nX-Evil: 1"}, falclient.ErrInvalidOption},
 		{"header", "fal-ai/flux/dev", nil, falclient.SubmitOptions{Header: http.Header{"Bad Name": {"x"}}}, falclient.ErrInvalidOption},
+		{"max attempts", "fal-ai/flux/dev", nil, falclient.SubmitOptions{MaxAttempts: -1}, falclient.ErrInvalidOption},
 		{"header value", "fal-ai/flux/dev", nil, falclient.SubmitOptions{Header: http.Header{"X-A": {"x\ny"}}}, falclient.ErrInvalidOption},
 		{"invalid JSON", "fal-ai/flux/dev", json.RawMessage(`{"prompt":`), falclient.SubmitOptions{}, falclient.ErrBadRequest},
 		{"invalid bytes", "fal-ai/flux/dev", []byte(`nope`), falclient.SubmitOptions{}, falclient.ErrBadRequest},

@@ -34,6 +34,12 @@ type SubmitOptions struct {
 	ObjectExpiration time.Duration // X-Fal-Object-Lifecycle-Preference {"expiration_duration_seconds":N}; ≥ 1s, whole seconds (rounded down); 0 sends nothing
 	StoreIO          *bool         // X-Fal-Store-IO: 1 or 0; nil sends nothing
 	DisableFallbacks bool          // x-fal-disable-fallbacks: true
+	// MaxAttempts bounds the attempts of this call, the first included,
+	// below the client's [RetryPolicy.MaxAttempts] (0 keeps the policy; 1
+	// disables client-side retries). A caller that records each refusal
+	// before waiting (as falbridge's engine does) sets 1, so that no back-off
+	// sleep happens while it holds a claim.
+	MaxAttempts int
 	// Header holds extra headers. The client's own headers win, and
 	// Authorization, Content-Type, Content-Length, Host, Idempotency-Key and
 	// X-Idempotency-Key are dropped.
@@ -71,6 +77,9 @@ func (o SubmitOptions) build() (http.Header, string, error) {
 	}
 	if o.NoRetry {
 		h.Set("X-Fal-No-Retry", "1")
+	}
+	if o.MaxAttempts < 0 {
+		return nil, "", invalid("SubmitOptions.MaxAttempts", "must be ≥ 0 (got %d)", o.MaxAttempts)
 	}
 	switch {
 	case o.ObjectExpiration < 0 || (o.ObjectExpiration > 0 && o.ObjectExpiration < time.Second):
@@ -168,6 +177,7 @@ func (c *Client) Submit(ctx context.Context, model string, input any, opts Submi
 		body: body, accept: contentJSON, header: h, timeout: c.reqTimeout,
 	}
 	r := c.newRetrier(OpSubmit, model)
+	r.max = opts.MaxAttempts
 	for {
 		rep, err := c.doOnce(ctx, cl)
 		if err == nil {

@@ -18,6 +18,7 @@ type retrier struct {
 	op      string
 	model   string
 	attempt int
+	max     int // per-call cap below the policy's MaxAttempts; 0 = none
 	bo      *backoff.ExponentialBackOff
 }
 
@@ -40,7 +41,11 @@ func (r *retrier) reset() {
 func (r *retrier) again(ctx context.Context, err error, retryable bool) (bool, error) {
 	r.attempt++
 	p := r.c.retry
-	if !retryable || r.attempt >= p.MaxAttempts || ctx.Err() != nil {
+	limit := p.MaxAttempts
+	if r.max > 0 {
+		limit = min(limit, r.max)
+	}
+	if !retryable || r.attempt >= limit || ctx.Err() != nil {
 		return false, err
 	}
 	if r.bo == nil {

@@ -536,3 +536,33 @@ func TestSubmitWrittenWithoutTrace(t *testing.T) {
 		})
 	}
 }
+
+// A per-call MaxAttempts caps the client's policy: with 1, a refused
+// submit returns at once, without a back-off sleep (falbridge records the
+// refusal before it waits).
+func TestSubmitMaxAttemptsPerCall(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		maxAttempts int
+		calls       int64
+		sleeps      int
+	}{
+		{"policy", 0, 3, 2},
+		{"one", 1, 1, 0},
+		{"two", 2, 2, 1},
+		{"above policy", 9, 3, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := serve(t, failThenOK(5, 429, nil, `{"detail":"Rate limit exceeded"}`, submitOK))
+			c := newTestClient(t, f.URL, falclient.WithRetry(falclient.RetryPolicy{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: time.Second}))
+			waits := recordSleeps(c)
+			_, err := c.Submit(context.Background(), "fal-ai/flux/dev", nil, falclient.SubmitOptions{MaxAttempts: tt.maxAttempts})
+			require.ErrorIs(t, err, falclient.ErrRateLimited)
+			require.Equal(t, tt.calls, f.calls.Load())
+			require.Len(t, waits(), tt.sleeps)
+		})
+	}
+}

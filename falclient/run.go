@@ -16,6 +16,9 @@ import (
 // [Client.Stream].
 type RunOptions struct {
 	StartTimeout time.Duration // X-Fal-Request-Timeout in decimal seconds; 0 sends nothing
+	// MaxAttempts caps the attempts of this call below the client's
+	// policy, as [SubmitOptions.MaxAttempts] does (0 keeps the policy).
+	MaxAttempts int
 	// Header holds extra headers; the same rules as [SubmitOptions.Header].
 	Header http.Header
 }
@@ -27,6 +30,9 @@ func (o RunOptions) build() (http.Header, error) {
 	}
 	if err := setStartTimeout(h, "RunOptions.StartTimeout", o.StartTimeout); err != nil {
 		return nil, err
+	}
+	if o.MaxAttempts < 0 {
+		return nil, invalid("RunOptions.MaxAttempts", "must be ≥ 0 (got %d)", o.MaxAttempts)
 	}
 	return h, nil
 }
@@ -56,6 +62,7 @@ func (c *Client) Run(ctx context.Context, model string, input any, opts RunOptio
 		url: c.runURL + "/" + m.String(), body: body, accept: contentJSON, header: h,
 	}
 	r := c.newRetrier(OpRun, model)
+	r.max = opts.MaxAttempts
 	for {
 		rep, err := c.doOnce(ctx, cl)
 		if err == nil {
@@ -106,6 +113,7 @@ func (c *Client) Stream(ctx context.Context, model string, input any, opts RunOp
 		url: c.runURL + "/" + path, body: body, accept: contentSSE, header: h, stream: true,
 	}
 	r := c.newRetrier(OpStream, model)
+	r.max = opts.MaxAttempts
 	var x *exchange
 	for {
 		x, err = c.send(ctx, cl)

@@ -20,6 +20,12 @@ var (
 	// ErrNoStream is yielded by [Publisher.Watch] when no watched stream
 	// exists or none has subjects that overlap the filter.
 	ErrNoStream = errors.New("no stream matches the watch filter")
+
+	// ErrEventIDMismatch marks an event whose id is not the trigger id its
+	// subject names. falbridge never publishes one; a client with too wide
+	// NATS permissions can forge one. [Publisher.Await] skips such events,
+	// [Publisher.Watch] yields them with this error (and no decoded event).
+	ErrEventIDMismatch = errors.New("event id does not match its subject")
 )
 
 // TriggerError is a trigger that failed to decode or validate. Field is the

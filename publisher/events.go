@@ -113,6 +113,11 @@ type Trigger struct {
 	// a job to the one submit call, with status events only from the submit
 	// and from polls. `falbridge publish --wait` sets it.
 	Progress bool `json:"progress,omitempty"`
+	// Tenant names who the job is for, for the bridge's per-tenant cap on
+	// jobs pending at fal (limits.max_pending_per_tenant): the same syntax
+	// as an id ([ValidID], at most [MaxTenantLen] characters). Optional; ""
+	// is a tenant of its own.
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // Result is the result event, published on "<results prefix>.<id>".

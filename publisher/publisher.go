@@ -106,7 +106,8 @@ func (p *Publisher) Publish(ctx context.Context, t *Trigger) (string, *jetstream
 
 // Await waits for the terminal event of trigger id and returns its
 // [*Result], or its [*Error] as the error (use errors.As, or errors.Is with
-// [Error.Is]). It reads the results stream with an ordered consumer filtered
+// [Error.Is]). An event whose id is not id (forged by a client allowed to
+// publish on falbridge's subjects) is skipped. It reads the results stream with an ordered consumer filtered
 // on [Subjects.Result](id) and [Subjects.Error](id) from the start of the
 // stream, so an event published before Await was called is found as long
 // as the stream retains it.
@@ -128,23 +129,31 @@ func (p *Publisher) Await(ctx context.Context, id string) (*Result, error) {
 	}
 	defer sub.close()
 
-	msg, err := sub.it.Next(jetstream.NextContext(ctx))
-	if err != nil {
-		return nil, fmt.Errorf("await %s: %w", id, err)
-	}
-	switch msg.Subject() {
-	case errSubj:
-		var e Error
-		if err := json.Unmarshal(msg.Data(), &e); err != nil {
-			return nil, fmt.Errorf("await %s: decode error event: %w", id, err)
+	for {
+		msg, err := sub.it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return nil, fmt.Errorf("await %s: %w", id, err)
 		}
-		return nil, &e
-	default:
-		var r Result
-		if err := json.Unmarshal(msg.Data(), &r); err != nil {
-			return nil, fmt.Errorf("await %s: decode result event: %w", id, err)
+		switch msg.Subject() {
+		case errSubj:
+			var e Error
+			if err := json.Unmarshal(msg.Data(), &e); err != nil {
+				return nil, fmt.Errorf("await %s: decode error event: %w", id, err)
+			}
+			if e.ID != id {
+				continue // forged: see ErrEventIDMismatch
+			}
+			return nil, &e
+		default:
+			var r Result
+			if err := json.Unmarshal(msg.Data(), &r); err != nil {
+				return nil, fmt.Errorf("await %s: decode result event: %w", id, err)
+			}
+			if r.ID != id {
+				continue
+			}
+			return &r, nil
 		}
-		return &r, nil
 	}
 }
 

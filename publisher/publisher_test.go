@@ -321,6 +321,21 @@ func TestAwait(t *testing.T) {
 		require.ErrorIs(t, err, publisher.ErrInvalidID)
 	})
 
+	// #11: a forged event on the victim's subject (another trigger's result
+	// published there, or a hand-made one without id) is not the victim's.
+	t.Run("forged events are skipped", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		b.publishEvent(t, "fal.results.victim", result("attacker"))
+		b.publishEvent(t, "fal.results.victim", &publisher.Result{Output: json.RawMessage(`{"x":1}`)})
+		b.publishEvent(t, "fal.errors.victim", &publisher.Error{ID: "attacker", Code: publisher.CodeFalError})
+		want := result("victim")
+		b.publishEvent(t, "fal.results.victim", want)
+		got, err := b.pub.Await(t.Context(), "victim")
+		require.NoError(t, err)
+		require.Equal(t, want, got)
+	})
+
 	t.Run("undecodable event", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
@@ -493,6 +508,41 @@ func TestWatch(t *testing.T) {
 		}
 		require.ErrorIs(t, ctx.Err(), context.DeadlineExceeded)
 		require.Zero(t, consumers(t, b.results))
+	})
+
+	t.Run("forged event is yielded with ErrEventIDMismatch", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		b.publishEvent(t, "fal.results.victim", &publisher.Result{ID: "attacker"})
+		b.publishEvent(t, "fal.status.victim", &publisher.Status{State: publisher.StateInQueue})
+		b.publishEvent(t, "fal.results.victim", &publisher.Result{ID: "victim"})
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		var errs []error
+		var ids []string
+		for ev, err := range b.pub.Watch(ctx, "", publisher.FromStart()) {
+			errs = append(errs, err)
+			if err != nil {
+				require.Nil(t, ev.Result, "a forged event is not decoded for the caller")
+				require.Nil(t, ev.Status)
+				require.NotEmpty(t, ev.Data)
+			} else {
+				ids = append(ids, ev.Result.ID)
+			}
+			if len(errs) == 3 {
+				break
+			}
+		}
+		// The two streams interleave in any order: count.
+		mismatched := 0
+		for _, err := range errs {
+			if err != nil {
+				require.ErrorIs(t, err, publisher.ErrEventIDMismatch)
+				mismatched++
+			}
+		}
+		require.Equal(t, 2, mismatched)
+		require.Equal(t, []string{"victim"}, ids)
 	})
 
 	t.Run("undecodable event is yielded with its error", func(t *testing.T) {

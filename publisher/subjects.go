@@ -38,6 +38,8 @@ const (
 
 	// MaxIDLen is the maximum length of a trigger id.
 	MaxIDLen = 128
+	// MaxTenantLen is the maximum length of a trigger's tenant.
+	MaxTenantLen = 64
 )
 
 // Subjects names the subjects and streams a [Publisher] uses. The zero value

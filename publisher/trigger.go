@@ -17,14 +17,14 @@ import (
 var reservedKeys = map[string]bool{
 	"id": true, "model_id": true, "model": true, "input": true, "mode": true,
 	"result_subject": true, "metadata": true, "priority": true, "timeout": true,
-	"progress": true, "input_params": true, "image_input": true, "use_streaming": true,
+	"progress": true, "tenant": true, "input_params": true, "image_input": true, "use_streaming": true,
 }
 
 // DecodeTrigger decodes and validates a trigger body and returns its
 // canonical form. It accepts three shapes:
 //
 //   - canonical: {"model_id", "input": {...}, "id", "mode", "priority",
-//     "timeout", "result_subject", "metadata", "progress"}; input must be a
+//     "timeout", "result_subject", "metadata", "progress", "tenant"}; input must be a
 //     JSON object.
 //   - flat (workflow form A): no "input" and no "input_params": every
 //     top-level key that is not reserved (prompt, image_size, num_images,
@@ -38,7 +38,7 @@ var reservedKeys = map[string]bool{
 // "model" and "model_id" are interchangeable, "image_input" and
 // "use_streaming" are accepted in every shape. The reserved keys are id,
 // model_id, model, input, mode, result_subject, metadata, priority, timeout,
-// progress, input_params, image_input and use_streaming. A JSON null for an optional
+// progress, tenant, input_params, image_input and use_streaming. A JSON null for an optional
 // key means the key is absent. When "input" or "input_params" is given, any
 // other top-level key is an error, so that no input is silently dropped.
 //
@@ -47,7 +47,8 @@ var reservedKeys = map[string]bool{
 // is a non-empty string (its syntax is checked later, by the consumer); id,
 // when present, satisfies [ValidID]; mode is queue, sync or stream; priority
 // is normal or low; timeout is a duration ≥ 0 (see [Duration]); progress
-// is a boolean;
+// is a boolean; tenant satisfies [ValidID] and has at most [MaxTenantLen]
+// characters;
 // result_subject is a NATS subject without wildcards; metadata is any JSON;
 // "input" and "input_params" are not both given; use_streaming agrees with
 // mode when both are given; image_input does not collide with a key
@@ -157,6 +158,16 @@ func DecodeTrigger(body []byte) (*Trigger, error) {
 	if v, ok := raw["progress"]; ok {
 		if err := json.Unmarshal(v, &t.Progress); err != nil {
 			return nil, triggerErr("progress", "must be a boolean")
+		}
+	}
+
+	// tenant
+	if v, ok := raw["tenant"]; ok {
+		if t.Tenant, err = stringField("tenant", v); err != nil {
+			return nil, err
+		}
+		if t.Tenant != "" && (!ValidID(t.Tenant) || len(t.Tenant) > MaxTenantLen) {
+			return nil, triggerErr("tenant", fmt.Sprintf("must be 1 to %d characters, each a letter, digit, '-' or '_' (got %q)", MaxTenantLen, t.Tenant))
 		}
 	}
 

@@ -37,6 +37,16 @@ func TestDecodeTrigger(t *testing.T) {
 			want: `{"model_id":"m","input":{},"progress":true}`,
 		},
 		{
+			name: "tenant",
+			body: `{"model_id":"m","input":{},"tenant":"team-a"}`,
+			want: `{"model_id":"m","input":{},"tenant":"team-a"}`,
+		},
+		{
+			name: "tenant is not input in the flat form",
+			body: `{"model_id":"m","prompt":"p","tenant":"b"}`,
+			want: `{"model_id":"m","input":{"prompt":"p"},"tenant":"b"}`,
+		},
+		{
 			name: "progress false is omitted",
 			body: `{"model_id":"m","input":{},"progress":false}`,
 			want: `{"model_id":"m","input":{}}`,
@@ -169,6 +179,9 @@ func TestDecodeTriggerErrors(t *testing.T) {
 		{"timeout garbage", `{"model_id":"m","timeout":"soon"}`, "timeout"},
 		{"timeout bool", `{"model_id":"m","timeout":true}`, "timeout"},
 		{"timeout overflow", `{"model_id":"m","timeout":1e300}`, "timeout"},
+		{"tenant with dot", `{"model_id":"m","tenant":"a.b"}`, "tenant"},
+		{"tenant too long", `{"model_id":"m","tenant":"` + strings.Repeat("t", publisher.MaxTenantLen+1) + `"}`, "tenant"},
+		{"tenant number", `{"model_id":"m","tenant":7}`, "tenant"},
 		{"result_subject wildcard", `{"model_id":"m","result_subject":"a.*"}`, "result_subject"},
 		{"result_subject gt", `{"model_id":"m","result_subject":"a.>"}`, "result_subject"},
 		{"result_subject empty token", `{"model_id":"m","result_subject":"a..b"}`, "result_subject"},

@@ -34,6 +34,19 @@ type Event struct {
 	Status *Status
 }
 
+// decodedID is the id the decoded event carries ("" if none).
+func (e Event) decodedID() string {
+	switch {
+	case e.Result != nil:
+		return e.Result.ID
+	case e.Error != nil:
+		return e.Error.ID
+	case e.Status != nil:
+		return e.Status.ID
+	}
+	return ""
+}
+
 // ID returns the trigger id of the event: the decoded event's id, else the
 // last token of the subject.
 func (e Event) ID() string {
@@ -232,25 +245,30 @@ func (p *Publisher) event(msg jetstream.Msg) (Event, error) {
 		ev.Stream, ev.Sequence, ev.Time = md.Stream, md.Sequence.Stream, md.Timestamp
 	}
 	var (
-		v    any
-		kind string
+		v      any
+		kind   string
+		prefix string
 	)
 	switch {
 	case strings.HasPrefix(ev.Subject, p.subjects.ResultsPrefix+"."):
 		ev.Result = new(Result)
-		v, kind = ev.Result, "result"
+		v, kind, prefix = ev.Result, "result", p.subjects.ResultsPrefix
 	case strings.HasPrefix(ev.Subject, p.subjects.ErrorsPrefix+"."):
 		ev.Error = new(Error)
-		v, kind = ev.Error, "error"
+		v, kind, prefix = ev.Error, "error", p.subjects.ErrorsPrefix
 	case strings.HasPrefix(ev.Subject, p.subjects.StatusPrefix+"."):
 		ev.Status = new(Status)
-		v, kind = ev.Status, "status"
+		v, kind, prefix = ev.Status, "status", p.subjects.StatusPrefix
 	default:
 		return ev, nil
 	}
 	if err := json.Unmarshal(ev.Data, v); err != nil {
 		ev.Result, ev.Error, ev.Status = nil, nil, nil
 		return ev, fmt.Errorf("watch: decode %s event on %s: %w", kind, ev.Subject, err)
+	}
+	if got, want := ev.decodedID(), ev.Subject[len(prefix)+1:]; got != want {
+		ev.Result, ev.Error, ev.Status = nil, nil, nil
+		return ev, fmt.Errorf("watch: %s event on %s carries id %q: %w", kind, ev.Subject, got, ErrEventIDMismatch)
 	}
 	return ev, nil
 }

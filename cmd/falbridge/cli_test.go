@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -34,13 +35,19 @@ type cliResult struct {
 // not end within a minute.
 func runCLI(t *testing.T, natsURL string, args ...string) cliResult {
 	t.Helper()
+	return runCLIEnv(t, nil, natsURL, args...)
+}
+
+// runCLIEnv is runCLI with env added to the environment.
+func runCLIEnv(t *testing.T, env []string, natsURL string, args ...string) cliResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if natsURL != "" {
 		args = append(args, "--server", natsURL)
 	}
 	cmd := exec.CommandContext(ctx, binPath, args...)
-	cmd.Env = append(os.Environ(), "NATS_URL=", "NATS_CREDS=")
+	cmd.Env = append(append(os.Environ(), "NATS_URL=", "NATS_CREDS="), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -188,6 +195,34 @@ func TestCLIAgainstDev(t *testing.T) {
 		require.Equal(t, 0, r.code, r)
 		require.NoError(t, json.Unmarshal([]byte(r.stdout), &again))
 		require.Equal(t, "cli-result-later", again.ID)
+	})
+
+	// #11: an event forged on a job's subject (by a client with too wide
+	// NATS permissions) is not shown as the job's.
+	t.Run("forged event refused", func(t *testing.T) {
+		t.Parallel()
+		nc, err := nats.Connect(url)
+		require.NoError(t, err)
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		require.NoError(t, err)
+		_, err = js.Publish(t.Context(), "fal.results.cli-forged", []byte(`{"id":"attacker","model_id":"fal-ai/flux/schnell","output":{"images":[]}}`))
+		require.NoError(t, err)
+
+		r := runCLI(t, url, "status", "cli-forged")
+		require.Equal(t, 1, r.code, r)
+		require.Contains(t, r.stderr, `carries id "attacker"`)
+
+		// result skips it, as Await does: with nothing else known of the
+		// id, result fails at once.
+		r = runCLI(t, url, "result", "cli-forged", "--timeout", "500ms")
+		require.Equal(t, 1, r.code, r)
+		require.Contains(t, r.stderr, "nothing known of cli-forged")
+		require.NotContains(t, r.stdout, "attacker")
+
+		r = runCLI(t, url, "watch", "--id", "cli-forged", "--all", "--count", "1")
+		require.Equal(t, 0, r.code, r)
+		require.Contains(t, r.stdout, "fal.results.cli-forged  forged")
 	})
 
 	t.Run("status after completion", func(t *testing.T) {
@@ -563,4 +598,22 @@ func TestPrintStatusRetryReason(t *testing.T) {
 	printStatus(&b, "r-1", &jobStatus{Job: &consumer.JobInfo{ID: "r-1", State: "retry", ModelID: "fal-ai/flux/schnell", Mode: "queue",
 		Attempts: 2, RetryReason: "fal answered 429 (rate limited)", ReceivedAt: time.Now()}})
 	require.Contains(t, b.String(), "state     retry\nretrying  fal answered 429 (rate limited)\n")
+}
+
+// #11 weak spot: secrets given as flags are in ps for everyone; serve warns
+// at start, naming the flags, never their values.
+func TestServeWarnsOfSecretFlags(t *testing.T) {
+	t.Parallel()
+	r := runCLI(t, "", "serve", "--fal.key=key-id:very-secret-value", "--nats.url", "nats://u:nats-pw@127.0.0.1:1")
+	require.Equal(t, 3, r.code, r)
+	require.Contains(t, r.stderr, "secrets given as command-line flags")
+	require.Contains(t, r.stderr, "--fal.key")
+	require.Contains(t, r.stderr, "--nats.url")
+	require.NotContains(t, r.stderr, "very-secret-value")
+	require.NotContains(t, r.stderr, "nats-pw")
+
+	// The key from the environment (serve needs one before it connects).
+	r = runCLIEnv(t, []string{"FAL_KEY=key-id:from-env"}, "", "serve", "--nats.url", "nats://127.0.0.1:1")
+	require.Equal(t, 3, r.code, r)
+	require.NotContains(t, r.stderr, "secrets given as command-line flags")
 }

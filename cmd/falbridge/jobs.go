@@ -78,6 +78,19 @@ func nothingKnown(id string) error {
 // order a trigger being taken at this very moment is seen in one place or
 // the other, never in neither.
 func lookupJob(ctx context.Context, c *client, id string) (*jobStatus, error) {
+	st, err := lookupRecord(ctx, c, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := lookupEvents(ctx, c, id, st); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// lookupRecord fills in what the trigger stream and the job record hold of
+// id: the part of lookupJob that no client can forge.
+func lookupRecord(ctx context.Context, c *client, id string) (*jobStatus, error) {
 	st := &jobStatus{}
 	s := c.pub.Subjects()
 	raw, err := lastMsg(ctx, c.js, publisher.RequestsStreamDefault, s.RequestSubject(id))
@@ -93,31 +106,53 @@ func lookupJob(ctx context.Context, c *client, id string) (*jobStatus, error) {
 	default:
 		st.Job = job
 	}
+	return st, nil
+}
+
+// lookupEvents adds id's last result, error and status events to st. An
+// event whose id is not its subject's is an error wrapping
+// [publisher.ErrEventIDMismatch].
+func lookupEvents(ctx context.Context, c *client, id string, st *jobStatus) error {
+	s := c.pub.Subjects()
+	var raw []byte
+	var err error
 	if raw, err = lastMsg(ctx, c.js, s.ResultsStream, s.Result(id)); err != nil {
-		return nil, explain(err)
+		return explain(err)
 	} else if raw != nil {
-		st.Result = new(publisher.Result)
-		if err := json.Unmarshal(raw, st.Result); err != nil {
-			return nil, fmt.Errorf("decode result event: %w", err)
+		ev := new(publisher.Result)
+		if err := json.Unmarshal(raw, ev); err != nil {
+			return fmt.Errorf("decode result event: %w", err)
 		}
+		if ev.ID != id {
+			return fmt.Errorf("result event on %s carries id %q: %w", s.Result(id), ev.ID, publisher.ErrEventIDMismatch)
+		}
+		st.Result = ev
 	}
 	if raw, err = lastMsg(ctx, c.js, s.ResultsStream, s.Error(id)); err != nil {
-		return nil, explain(err)
+		return explain(err)
 	} else if raw != nil {
-		st.Error = new(publisher.Error)
-		if err := json.Unmarshal(raw, st.Error); err != nil {
-			return nil, fmt.Errorf("decode error event: %w", err)
+		ev := new(publisher.Error)
+		if err := json.Unmarshal(raw, ev); err != nil {
+			return fmt.Errorf("decode error event: %w", err)
 		}
+		if ev.ID != id {
+			return fmt.Errorf("error event on %s carries id %q: %w", s.Error(id), ev.ID, publisher.ErrEventIDMismatch)
+		}
+		st.Error = ev
 	}
 	if raw, err = lastMsg(ctx, c.js, s.StatusStream, s.Status(id)); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, explain(err)
+		return explain(err)
 	} else if raw != nil {
-		st.LastStatus = new(publisher.Status)
-		if err := json.Unmarshal(raw, st.LastStatus); err != nil {
-			return nil, fmt.Errorf("decode status event: %w", err)
+		ev := new(publisher.Status)
+		if err := json.Unmarshal(raw, ev); err != nil {
+			return fmt.Errorf("decode status event: %w", err)
 		}
+		if ev.ID != id {
+			return fmt.Errorf("status event on %s carries id %q: %w", s.Status(id), ev.ID, publisher.ErrEventIDMismatch)
+		}
+		st.LastStatus = ev
 	}
-	return st, nil
+	return nil
 }
 
 // jobStatus is what status prints (its JSON form with --json).
@@ -255,10 +290,16 @@ func runResult(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer done()
 	o := cc.opts
 	// Fail at once for an id nobody published, instead of waiting out
-	// --timeout.
-	st, err := lookupJob(ctx, c, id)
+	// --timeout. A forged event (its id not its subject's) does not count:
+	// Await skips it too.
+	st, err := lookupRecord(ctx, c, id)
 	if err != nil {
 		return err
+	}
+	if !st.known() {
+		if err := lookupEvents(ctx, c, id, st); err != nil && !errors.Is(err, publisher.ErrEventIDMismatch) {
+			return err
+		}
 	}
 	if !st.known() {
 		return nothingKnown(id)

@@ -128,7 +128,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{err}
 	}
 	log := newLogger(cfg, stderr)
+	warnSecretFlags(log, fs)
 	return natsError(service.Run(ctx, *cfg, service.Options{Logger: log}))
+}
+
+// warnSecretFlags warns once at start when a secret came from a flag: the
+// command line is visible to every user of the machine.
+func warnSecretFlags(log *slog.Logger, fs *pflag.FlagSet) {
+	if names := config.SecretFlags(fs); len(names) > 0 {
+		log.Warn("secrets given as command-line flags are visible to every user of this machine (ps, /proc); set them in the environment or a config file instead",
+			"flags", strings.Join(names, ","))
+	}
 }
 
 func ignoreHelp(err error) error {
@@ -201,6 +211,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 
 	log := newLogger(cfg, stderr)
+	warnSecretFlags(log, fs)
 	// Unless told otherwise, fal (the simulator) calls back on the webhook
 	// listener itself, whatever port it got.
 	derive := cfg.Webhook.PublicURL == ""

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -182,6 +183,8 @@ func eventKind(ev publisher.Event) string {
 func watchLine(ev publisher.Event, decodeErr error) string {
 	ts := ev.Time.Local().Format("15:04:05")
 	switch {
+	case errors.Is(decodeErr, publisher.ErrEventIDMismatch):
+		return fmt.Sprintf("%s !       %s  forged (its id is not the subject's): %s", ts, ev.Subject, shorten(string(ev.Data), 120))
 	case decodeErr != nil:
 		return fmt.Sprintf("%s ?       %s  undecodable: %s", ts, ev.Subject, shorten(string(ev.Data), 120))
 	case ev.Result != nil:

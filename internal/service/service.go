@@ -176,7 +176,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 	webhookMux.Handle(cfg.Webhook.Path, pool.WebhookHandler())
 	adminMux := http.NewServeMux()
 	adminMux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	adminMux.Handle("/readyz", readiness(nc, js, pool, cfg))
+	adminMux.Handle("/readyz", newReadiness(nc, js, pool, cfg))
 	adminMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
 
 	var (
@@ -248,37 +248,6 @@ func checkJetStream(ctx context.Context, nc *nats.Conn, url string) error {
 		return fmt.Errorf("NATS at %s: %w", RedactURL(url), ErrNoJetStream)
 	}
 	return fmt.Errorf("NATS at %s: jetstream account info: %w", RedactURL(url), err)
-}
-
-// readiness answers 200 while NATS is connected, every stream and the job
-// bucket answer, and the pool is not draining; 503 with the reason otherwise.
-func readiness(nc *nats.Conn, js jetstream.JetStream, pool *consumer.Pool, cfg config.Config) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fail := func(reason string) { http.Error(w, "not ready: "+reason, http.StatusServiceUnavailable) }
-		if pool.Draining() {
-			fail("draining")
-			return
-		}
-		if !nc.IsConnected() {
-			fail("nats not connected")
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		// Every stream the pool reads or writes: triggers, results and
-		// errors, progress, poll timers.
-		for _, name := range []string{cfg.Streams.Requests, cfg.Streams.Results, cfg.Streams.Status, cfg.Streams.Pending} {
-			if _, err := js.Stream(ctx, name); err != nil {
-				fail("stream " + name + ": " + err.Error())
-				return
-			}
-		}
-		if _, err := js.KeyValue(ctx, cfg.Streams.JobsBucket); err != nil {
-			fail("bucket " + cfg.Streams.JobsBucket + ": " + err.Error())
-			return
-		}
-		_, _ = io.WriteString(w, "ready\n")
-	})
 }
 
 // redactURL hides user:password in NATS URLs for logs.

@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -211,8 +212,11 @@ func TestMetricsHealthAndNoSecretsInLogs(t *testing.T) {
 	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer dcancel()
 	require.NoError(t, js2.DeleteStream(dctx, "FAL_STATUS"))
-	code, body = get(t, "http://"+r.addrs.Admin+"/readyz")
-	require.Equal(t, http.StatusServiceUnavailable, code)
+	// Within a second of the last check (readiness is cached).
+	require.Eventually(t, func() bool {
+		code, body = get(t, "http://"+r.addrs.Admin+"/readyz")
+		return code == http.StatusServiceUnavailable
+	}, 5*time.Second, 50*time.Millisecond)
 	require.Contains(t, body, "FAL_STATUS")
 
 	// The key never reaches the logs, though they were at debug level.
@@ -334,4 +338,49 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// #11 point 4: rejected triggers' model ids became label values with no
+// length cap (5 ids of 200 KB made /metrics 17 MB) and 100 made-up ids used
+// up the label cap, so a real model became "other".
+func TestMadeUpModelsDoNotPolluteMetrics(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Run(t)
+	sim := falsim.NewTestServer(t, falsim.Config{Latency: 10 * time.Millisecond, Seed: 7, WebhookRetryDelay: 20 * time.Millisecond})
+	r := runService(t, srv, sim, true, nil)
+	js, err := jetstream.New(srv.Connect(t))
+	require.NoError(t, err)
+	pub, err := publisher.New(js)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+
+	var ids []string
+	publish := func(id, model string) {
+		body := fmt.Sprintf(`{"id":%q,"model_id":%q,"input":{"prompt":"p"}}`, id, model)
+		_, err := js.Publish(ctx, "fal.requests.x", []byte(body))
+		require.NoError(t, err)
+		ids = append(ids, id)
+	}
+	for i := range 5 {
+		publish(fmt.Sprintf("huge-%d", i), "fal-ai/"+strings.Repeat("x", 200_000)+strconv.Itoa(i))
+	}
+	for i := range 120 {
+		publish(fmt.Sprintf("madeup-%d", i), fmt.Sprintf("nobody/made-up-%d", i))
+	}
+	for _, id := range ids {
+		_, err := pub.Await(ctx, id)
+		require.Error(t, err, id)
+	}
+	_, _, err = pub.Publish(ctx, &publisher.Trigger{ID: "real", ModelID: "fal-ai/flux/schnell", Input: json.RawMessage(`{"prompt":"p"}`)})
+	require.NoError(t, err)
+	_, err = pub.Await(ctx, "real")
+	require.NoError(t, err)
+
+	code, metrics := get(t, "http://"+r.addrs.Admin+"/metrics")
+	require.Equal(t, http.StatusOK, code)
+	require.Less(t, len(metrics), 256<<10, "/metrics stays small")
+	require.NotContains(t, metrics, "made-up-")
+	require.NotContains(t, metrics, "xxxxxxxxxx")
+	require.GreaterOrEqual(t, value(metrics, `falbridge_submits_total{model="fal-ai/flux/schnell",outcome="accepted"}`), 1.0, grepMetrics(metrics))
 }

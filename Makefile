@@ -4,9 +4,12 @@ PKGS      ?= ./...
 BIN       ?= bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/falbridge/falbridge/internal/version.Version=$(VERSION)
-STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/staticcheck)
+GOBIN_DIR := $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
+# The staticcheck CI uses; `make lint` installs it into GOBIN_DIR when missing.
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(GOBIN_DIR)/staticcheck)
 
-.PHONY: help test unit vet lint fmt build dev demo e2e-cli fuzz clean image deploy-check chaos chaos-quick bench
+.PHONY: help test unit vet lint fmt build install dev demo e2e-cli fuzz clean image deploy-check chaos chaos-quick bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -19,8 +22,11 @@ unit: ## the race-enabled go test suite
 e2e-cli: ## falbridge dev driven by the plain nats CLI (installs it if missing)
 	bash scripts/nats-cli-e2e.sh
 
-dev: ## run falbridge dev: embedded NATS + fal simulator + bridge on loopback
-	$(GO) run ./cmd/falbridge dev
+DEV_FLAGS ?=
+dev: ## run falbridge dev (embedded NATS + fal simulator + bridge on loopback) until Ctrl-C; DEV_FLAGS adds flags
+	@$(GO) build -o $(BIN)/falbridge ./cmd/falbridge
+	@# exec, not go run: go run exits 1 after Ctrl-C even when falbridge stopped cleanly, and make reports it as an error.
+	exec $(BIN)/falbridge dev $(DEV_FLAGS)
 
 demo: ## offline end-to-end demo: dev, publish --wait, a bad trigger, status (scripts/demo.sh)
 	GO=$(GO) BIN=$(BIN) bash scripts/demo.sh
@@ -28,11 +34,13 @@ demo: ## offline end-to-end demo: dev, publish --wait, a bad trigger, status (sc
 vet: ## go vet
 	$(GO) vet $(PKGS)
 
-lint: ## gofmt check, then staticcheck (installed by .ci/run; skipped with a warning when missing)
+lint: ## gofmt check, then staticcheck (installs staticcheck STATICCHECK_VERSION into GOBIN_DIR when missing, as CI does)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
-	@if [ -x "$(STATICCHECK)" ]; then echo "$(STATICCHECK) $(PKGS)"; "$(STATICCHECK)" $(PKGS); \
-	else echo "warning: staticcheck not installed; run: go install honnef.co/go/tools/cmd/staticcheck@latest"; fi
+	@sc="$(STATICCHECK)"; if [ ! -x "$$sc" ]; then \
+	  echo "installing staticcheck $(STATICCHECK_VERSION) into $(GOBIN_DIR)"; \
+	  GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) && sc="$(GOBIN_DIR)/staticcheck"; fi; \
+	echo "$$sc $(PKGS)"; "$$sc" $(PKGS)
 
 fmt: ## gofmt the tree
 	gofmt -s -w .
@@ -43,6 +51,12 @@ build: ## build the binaries into ./bin
 bench: ## falbridge vs a naive worker, separate processes, figures printed (tools/bench; BENCH_QUICK=1: ~2 min)
 	$(GO) build -o $(BIN)/bench ./tools/bench
 	BENCH_BIN=$(BIN) GO=$(GO) $(BIN)/bench
+
+install: ## install falbridge and falsim into GOBIN_DIR (go env GOBIN, else GOPATH/bin) and say whether it is on PATH
+	$(GO) install -trimpath -ldflags '$(LDFLAGS)' ./cmd/...
+	@echo "installed falbridge and falsim in $(GOBIN_DIR)"
+	@case ":$$PATH:" in *":$(GOBIN_DIR):"*) ;; \
+	  *) echo "$(GOBIN_DIR) is not on your PATH; add it: export PATH=\"$(GOBIN_DIR):\$$PATH\"";; esac
 
 FUZZTIME ?= 20s
 fuzz: ## run every fuzz target for FUZZTIME each

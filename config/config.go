@@ -558,8 +558,11 @@ type Consumer struct {
 	// AckWait is how long a delivered trigger may stay unacknowledged before
 	// it is redelivered. Defaults to [AckWaitDefault] (60s).
 	AckWait time.Duration `koanf:"ack_wait"`
-	// MaxDeliver is the number of deliveries of one trigger before it is
-	// given up. Defaults to [MaxDeliverDefault] (10).
+	// MaxDeliver is the number of submit attempts fal refused (429, 5xx,
+	// unreachable before the body was sent) before a trigger ends with
+	// rate_limited or upstream_error. It counts attempts in the job record,
+	// not deliveries: the server never caps deliveries. Defaults to
+	// [MaxDeliverDefault] (10).
 	MaxDeliver int `koanf:"max_deliver"`
 	// FetchBatch is the number of triggers pulled per request. Defaults to
 	// [FetchBatchDefault] (64).

@@ -22,7 +22,7 @@ var help = map[string]string{
 	"nats.tls.server_name":    "server name expected in the NATS server's certificate",
 	"nats.connect_timeout":    "timeout of one NATS connection attempt",
 	"nats.embedded.listen":    "client listener (host:port) of the embedded NATS server",
-	"nats.embedded.store_dir": "JetStream directory of the embedded NATS server (empty: a temporary directory)",
+	"nats.embedded.store_dir": "JetStream directory of the embedded NATS server, created if missing, relative to the working directory (empty: a temporary directory, gone at exit)",
 
 	"streams.provision":         "create or update streams, consumer and bucket at start",
 	"streams.replicas":          "replicas of every stream and the bucket (1..5)",
@@ -87,7 +87,7 @@ var help = map[string]string{
 
 	"consumer.durable":                 "durable name of the trigger consumer",
 	"consumer.ack_wait":                "how long a trigger may stay unacknowledged before redelivery",
-	"consumer.max_deliver":             "deliveries of one trigger before it is given up",
+	"consumer.max_deliver":             "submit attempts fal refused (429, 5xx, unreachable) before a trigger ends with rate_limited or upstream_error; the server does not cap deliveries",
 	"consumer.fetch_batch":             "triggers pulled per request",
 	"consumer.ambiguous_submit_policy": "a submit that may have reached fal but was not recorded: fail or resubmit",
 	"consumer.ambiguous_wait":          "how long an ambiguous submit waits for fal's webhook before ambiguous_submit is published",

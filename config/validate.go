@@ -108,6 +108,11 @@ func (c *Config) Validate() error {
 
 	// fal
 	f := &c.Fal
+	if f.Key.IsSet() {
+		if msg := falKeyProblem(f.Key.Reveal()); msg != "" {
+			v.add("fal.key", "%s", msg)
+		}
+	}
 	v.httpURL("fal.queue_url", f.QueueURL, true)
 	v.httpURL("fal.run_url", f.RunURL, true)
 	v.httpURL("fal.jwks_url", f.JWKSURL, true)
@@ -256,6 +261,40 @@ func (c *Config) Validate() error {
 	v.oneOf("log.format", c.Log.Format, LogFormatJSON, LogFormatText)
 
 	return errors.Join(v.errs...)
+}
+
+// falKeyHelp says where the fal key comes from, for messages about it.
+const falKeyHelp = `set FAL_KEY="<key id>:<key secret>" (or FAL_KEY_ID and FAL_KEY_SECRET, or fal.key in the config file)`
+
+// falKeyProblem says what is wrong with a fal key, or "" when nothing is.
+// fal keys are "<key id>:<key secret>"; nothing more is checked (the parts'
+// own formats are not documented). The message never quotes the key.
+func falKeyProblem(k string) string {
+	for _, r := range k {
+		if r <= ' ' || r >= 0x7f || r == '"' || r == '\\' {
+			return "contains whitespace, a control or non-ASCII character, a quote or a backslash; " + falKeyHelp
+		}
+	}
+	id, secret, ok := strings.Cut(k, ":")
+	switch {
+	case !ok:
+		return "has no ':'; a fal key is \"<key id>:<key secret>\"; " + falKeyHelp
+	case id == "" || secret == "":
+		return "has an empty key id or secret; a fal key is \"<key id>:<key secret>\"; " + falKeyHelp
+	}
+	return ""
+}
+
+// RequireFalKey returns a [FieldError] for fal.key, naming FAL_KEY, when no
+// fal key is set: serve cannot submit anything without one. [Config.Validate]
+// does not require it (dev brings its own, config print shows a config
+// without it); serve and config validate call this too, before anything
+// connects.
+func (c *Config) RequireFalKey() error {
+	if c.Fal.Key.IsSet() {
+		return nil
+	}
+	return invalid("fal.key", "no fal key: %s", falKeyHelp)
 }
 
 // Warnings lists settings that are valid but risky, one sentence each,

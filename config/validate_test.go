@@ -10,6 +10,33 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+func TestRequireFalKey(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	err := c.RequireFalKey()
+	require.ErrorIs(t, err, ErrInvalidValue)
+	var fe *FieldError
+	require.ErrorAs(t, err, &fe)
+	require.Equal(t, "fal.key", fe.Key)
+	require.Contains(t, err.Error(), "FAL_KEY", "the message names the variable people set")
+	require.NoError(t, c.Validate(), "Validate alone does not require a key")
+
+	c.Fal.Key = "id:secret"
+	require.NoError(t, c.RequireFalKey())
+}
+
+func TestFalKeyProblemNeverQuotesTheKey(t *testing.T) {
+	t.Parallel()
+	for _, k := range []string{"nocolon-supersecret", "supersecret:", " supersecret:x", "sécret:x"} {
+		c := Default()
+		c.Fal.Key = Secret(k)
+		err := c.Validate()
+		require.Error(t, err, k)
+		require.NotContains(t, err.Error(), "supersecret")
+		require.NotContains(t, err.Error(), "sécret")
+	}
+}
+
 func TestValidate(t *testing.T) {
 	t.Parallel()
 
@@ -34,6 +61,13 @@ func TestValidate(t *testing.T) {
 		{"model limit zero", func(c *Config) { c.Limits.ModelLimits = map[string]int{"fal-ai/flux/dev": 0} }, "limits.model_limits", `"fal-ai/flux/dev": must be ≥ 1 (got 0)`},
 		{"model limit empty id", func(c *Config) { c.Limits.ModelLimits = map[string]int{" ": 1} }, "limits.model_limits", "model id must not be empty"},
 		{"model limits ok", func(c *Config) { c.Limits.ModelLimits = map[string]int{"fal-ai/flux-pro/v1.1": 2} }, "", ""},
+
+		// fal key: "<key id>:<key secret>", checked only for its shape
+		{"fal key without colon", func(c *Config) { c.Fal.Key = "nocolon" }, "fal.key", "has no ':'"},
+		{"fal key empty secret", func(c *Config) { c.Fal.Key = "id:" }, "fal.key", "empty key id or secret"},
+		{"fal key empty id", func(c *Config) { c.Fal.Key = ":secret" }, "fal.key", "empty key id or secret"},
+		{"fal key with space", func(c *Config) { c.Fal.Key = "id: secret" }, "fal.key", "whitespace"},
+		{"fal key ok", func(c *Config) { c.Fal.Key = "6b2c1e0a-0000-4000-8000-000000000000:0123abcd:x" }, "", ""},
 
 		// durations
 		{"request_timeout zero", func(c *Config) { c.Fal.RequestTimeout = 0 }, "fal.request_timeout", "must be > 0 (got 0s)"},

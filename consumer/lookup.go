@@ -22,9 +22,11 @@ type JobInfo struct {
 	Mode      string `json:"mode"`
 	RequestID string `json:"request_id,omitempty"`
 	// Outcome is "result" or the error code, once State is "done".
-	Outcome     string    `json:"outcome,omitempty"`
-	Attempts    int       `json:"attempts"`
-	Webhook     bool      `json:"webhook"`
+	Outcome  string `json:"outcome,omitempty"`
+	Attempts int    `json:"attempts"`
+	Webhook  bool   `json:"webhook"`
+	// RetryReason says why fal refused the last submit (State "retry").
+	RetryReason string    `json:"retry_reason,omitempty"`
 	ReceivedAt  time.Time `json:"received_at"`
 	SubmittedAt time.Time `json:"submitted_at,omitzero"`
 	CompletedAt time.Time `json:"completed_at,omitzero"`
@@ -50,7 +52,8 @@ func LookupJob(ctx context.Context, js jetstream.JetStream, bucket, id string) (
 	return &JobInfo{
 		ID: j.ID, State: string(j.State), ModelID: j.ModelID, Mode: string(j.Mode),
 		RequestID: j.RequestID, Outcome: j.Outcome, Attempts: j.Attempts, Webhook: j.Webhook,
-		ReceivedAt: j.ReceivedAt, SubmittedAt: j.SubmittedAt, CompletedAt: j.CompletedAt,
+		RetryReason: j.RetryReason,
+		ReceivedAt:  j.ReceivedAt, SubmittedAt: j.SubmittedAt, CompletedAt: j.CompletedAt,
 		Deadline: j.Deadline, Revision: rev,
 	}, nil
 }

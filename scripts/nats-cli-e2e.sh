@@ -6,9 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NATSCLI_VERSION=${NATSCLI_VERSION:-v0.5.1}
-export PATH="$(go env GOPATH)/bin:$PATH"
+gobin_path=$(go env GOBIN); export PATH="${gobin_path:-$(go env GOPATH)/bin}:$PATH"
 if ! command -v nats >/dev/null 2>&1; then
-  echo "installing the nats CLI ${NATSCLI_VERSION}"
+  gobin=$(go env GOBIN); gobin=${gobin:-$(go env GOPATH)/bin}
+  echo "installing the nats CLI ${NATSCLI_VERSION} into $gobin (add it to PATH to use nats yourself)"
   GOFLAGS= go install "github.com/nats-io/natscli/nats@${NATSCLI_VERSION}"
 fi
 

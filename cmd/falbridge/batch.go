@@ -22,6 +22,27 @@ const maxBatchLine = 16 << 20
 type batchLine struct {
 	n    int // line number, from 1
 	body []byte
+	// repeats is the number of an earlier line with the same trigger id, or
+	// 0. One id is one job, so such a line would only get the earlier
+	// line's event back.
+	repeats int
+}
+
+// markRepeats sets repeats on every line whose trigger id (its own, else
+// <prefix>-<line number>) an earlier line already has.
+func markRepeats(lines []batchLine, prefix string) {
+	first := map[string]int{}
+	for i := range lines {
+		t, err := publisher.DecodeTrigger(lines[i].body)
+		if err != nil || t.ID == "" {
+			continue // an invalid line, or an id of its own line number
+		}
+		if n, ok := first[t.ID]; ok {
+			lines[i].repeats = n
+		} else {
+			first[t.ID] = lines[i].n
+		}
+	}
 }
 
 // batch is a running publish --batch: its counters, its output and its
@@ -66,6 +87,7 @@ func runBatch(ctx context.Context, cc *clientCommand, f *publishFlags, stdout, s
 	if len(lines) == 0 {
 		return usagef("--batch %s: no triggers (one JSON object per line)", f.batch)
 	}
+	markRepeats(lines, prefix)
 	timeout := o.timeout
 	if !cc.fs.Changed("timeout") {
 		timeout = 0
@@ -172,6 +194,9 @@ func (b *batch) run(ctx context.Context, prefix string, l batchLine) error {
 			t.ID = id
 		}
 	}
+	if err == nil && l.repeats > 0 {
+		err = fmt.Errorf("%w: id %q is already line %d's; one id is one job, so this line would get line %d's event", publisher.ErrInvalidTrigger, id, l.repeats, l.repeats)
+	}
 	if err == nil {
 		_, _, err = b.c.pub.Publish(ctx, t)
 	}
@@ -234,7 +259,7 @@ func (b *batch) finish(res *publisher.Result, failed *publisher.Error, wasPendin
 		b.counts.done++
 	}
 	if err == nil && b.outErr == nil {
-		text := batchProgressText(b.counts, time.Since(b.start), b.line.tty, frameAt(time.Since(b.start)))
+		text := batchProgressText(b.counts, time.Since(b.start), b.line.tty, frameAt(time.Since(b.start)), b.line.width)
 		b.line.Around(func() { _, err = b.out.Write(append(line, '\n')) }, text)
 	}
 	if err != nil && b.outErr == nil {
@@ -246,7 +271,7 @@ func (b *batch) progress(tty bool) {
 	b.mu.Lock()
 	c := b.counts
 	b.mu.Unlock()
-	text := batchProgressText(c, time.Since(b.start), tty, frameAt(time.Since(b.start)))
+	text := batchProgressText(c, time.Since(b.start), tty, frameAt(time.Since(b.start)), b.line.width)
 	if tty {
 		b.line.Set(text)
 	} else {

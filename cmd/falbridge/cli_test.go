@@ -14,10 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/falbridge/falbridge/consumer"
+	"github.com/falbridge/falbridge/internal/natstest"
 	"github.com/falbridge/falbridge/publisher"
 )
 
@@ -32,13 +35,19 @@ type cliResult struct {
 // not end within a minute.
 func runCLI(t *testing.T, natsURL string, args ...string) cliResult {
 	t.Helper()
+	return runCLIEnv(t, nil, natsURL, args...)
+}
+
+// runCLIEnv is runCLI with env added to the environment.
+func runCLIEnv(t *testing.T, env []string, natsURL string, args ...string) cliResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if natsURL != "" {
 		args = append(args, "--server", natsURL)
 	}
 	cmd := exec.CommandContext(ctx, binPath, args...)
-	cmd.Env = append(os.Environ(), "NATS_URL=", "NATS_CREDS=")
+	cmd.Env = append(append(os.Environ(), "NATS_URL=", "NATS_CREDS="), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -97,6 +106,30 @@ func TestCLIAgainstDev(t *testing.T) {
 		require.NotContains(t, r.stderr, "falbridge:")
 	})
 
+	t.Run("publish wait shows live progress in webhook mode", func(t *testing.T) {
+		t.Parallel()
+		// dev gives fal a webhook URL, so no poll ever runs: IN_PROGRESS
+		// and fal's logs can only come from the status stream that --wait
+		// asks for.
+		r := runCLI(t, url, "publish", "-m", "fal-ai/flux/schnell", "-i", `{"_sim":{"latency_ms":1500}}`, "-p", "a fox", "--id", "cli-live", "--wait")
+		require.Equal(t, 0, r.code, r)
+		require.Contains(t, r.stderr, "cli-live: IN_PROGRESS", r)
+		require.Contains(t, r.stderr, "  fal: ", "fal's log lines: %s", r)
+		require.Contains(t, r.stdout, "result  cli-live")
+
+		r = runCLI(t, url, "status", "cli-live", "--json")
+		require.Equal(t, 0, r.code, r)
+		var st struct{ Job struct{ Webhook bool } }
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &st), r)
+		require.True(t, st.Job.Webhook, "the job was in webhook mode")
+
+		// --progress=false: nobody asked, so no status stream and no logs.
+		r = runCLI(t, url, "publish", "-m", "fal-ai/flux/schnell", "-i", `{"_sim":{"latency_ms":700}}`, "-p", "a fox", "--id", "cli-quiet", "--wait", "--progress=false")
+		require.Equal(t, 0, r.code, r)
+		require.NotContains(t, r.stderr, "IN_PROGRESS", r)
+		require.NotContains(t, r.stderr, "  fal: ", r)
+	})
+
 	t.Run("bad trigger exits 1 with the error event", func(t *testing.T) {
 		t.Parallel()
 		r := runCLI(t, url, "publish", "--model", "fal-ai//flux", "--prompt", "x", "--id", "cli-bad", "--wait", "--json")
@@ -105,7 +138,7 @@ func TestCLIAgainstDev(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(strings.TrimSpace(r.stdout)), &e), r)
 		require.Equal(t, "cli-bad", e.ID)
 		require.Equal(t, publisher.CodeInvalidModel, e.Code)
-		require.JSONEq(t, `{"id":"cli-bad","model_id":"fal-ai//flux","input":{"prompt":"x"}}`, string(e.Trigger))
+		require.JSONEq(t, `{"id":"cli-bad","model_id":"fal-ai//flux","input":{"prompt":"x"}}`, string(e.Trigger), "--wait --json off a terminal shows no progress, so asks for none")
 
 		// The human form, and result for the same id.
 		r = runCLI(t, url, "result", "cli-bad")
@@ -148,9 +181,20 @@ func TestCLIAgainstDev(t *testing.T) {
 		require.Equal(t, first.RequestID, again.RequestID)
 		require.Empty(t, r.stderr, "--json off a terminal prints no progress")
 
-		r = runCLI(t, url, "result", "cli-never-published", "--timeout", "300ms")
+		// An id nobody published fails at once, not after --timeout.
+		start := time.Now()
+		r = runCLI(t, url, "result", "cli-never-published")
 		require.Equal(t, 1, r.code, r)
-		require.Contains(t, r.stderr, "no result for cli-never-published within --timeout")
+		require.Contains(t, r.stderr, "nothing known of cli-never-published")
+		require.Less(t, time.Since(start), 20*time.Second, "no wait for the 10m default --timeout")
+
+		// A job published without --wait is found and awaited.
+		r = runCLI(t, url, "publish", "-m", "fal-ai/flux/schnell", "-p", "x", "--id", "cli-result-later")
+		require.Equal(t, 0, r.code, r)
+		r = runCLI(t, url, "result", "cli-result-later", "--json")
+		require.Equal(t, 0, r.code, r)
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &again))
+		require.Equal(t, "cli-result-later", again.ID)
 	})
 
 	// #11: an event forged on a job's subject (by a client with too wide
@@ -169,9 +213,12 @@ func TestCLIAgainstDev(t *testing.T) {
 		require.Equal(t, 1, r.code, r)
 		require.Contains(t, r.stderr, `carries id "attacker"`)
 
+		// result skips it, as Await does: with nothing else known of the
+		// id, result fails at once.
 		r = runCLI(t, url, "result", "cli-forged", "--timeout", "500ms")
 		require.Equal(t, 1, r.code, r)
-		require.Contains(t, r.stderr, "no result for cli-forged within --timeout")
+		require.Contains(t, r.stderr, "nothing known of cli-forged")
+		require.NotContains(t, r.stdout, "attacker")
 
 		r = runCLI(t, url, "watch", "--id", "cli-forged", "--all", "--count", "1")
 		require.Equal(t, 0, r.code, r)
@@ -180,7 +227,11 @@ func TestCLIAgainstDev(t *testing.T) {
 
 	t.Run("status after completion", func(t *testing.T) {
 		t.Parallel()
-		r := runCLI(t, url, "publish", "-m", "fal-ai/flux/schnell", "-p", "x", "--id", "cli-status", "--wait", "--json")
+		// --progress asks for live progress (--wait --json off a terminal
+		// does not), so the job has status events of its own (a job nobody
+		// watches may have none); the run is long enough for fal's status
+		// stream to report it.
+		r := runCLI(t, url, "publish", "-m", "fal-ai/flux/schnell", "-i", `{"_sim":{"latency_ms":700}}`, "-p", "x", "--id", "cli-status", "--wait", "--json", "--progress")
 		require.Equal(t, 0, r.code, r)
 
 		r = runCLI(t, url, "status", "cli-status")
@@ -288,6 +339,20 @@ func TestCLIAgainstDev(t *testing.T) {
 			}
 		}
 		require.Equal(t, "b1-1", again.ID, stdout.String())
+	})
+
+	t.Run("batch repeated id", func(t *testing.T) {
+		t.Parallel()
+		in := filepath.Join(t.TempDir(), "in.jsonl")
+		require.NoError(t, os.WriteFile(in, []byte(strings.Join([]string{
+			`{"id":"rep-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"a"}}`,
+			`{"model_id":"fal-ai/flux/schnell","input":{"prompt":"b"}}`,
+			`{"id":"rep-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"c"}}`,
+		}, "\n")+"\n"), 0o644))
+		r := runCLI(t, url, "publish", "--batch", in, "--id-prefix", "rep")
+		require.Equal(t, 1, r.code, r)
+		require.Contains(t, r.stderr, "2 done, 1 failed", "the repeat is not merged into line 1's result")
+		require.Contains(t, r.stderr, `line 3: invalid trigger: id "rep-1" is already line 1's`)
 	})
 
 	t.Run("watch", func(t *testing.T) {
@@ -413,6 +478,14 @@ func TestClientUsageErrorsExit2(t *testing.T) {
 		{name: "watch bad kind", args: []string{"watch", "--kind", "results"}, want: `--kind "results"`},
 		{name: "watch two starts", args: []string{"watch", "--all", "--since", "1m"}, want: "one of --since"},
 		{name: "watch subject and id", args: []string{"watch", "--subject", "fal.>", "--id", "x"}, want: "--subject cannot be combined"},
+		{name: "image not http", args: []string{"publish", "-m", "m", "--image", "ftp://example.com/cat.png"}, want: `--image "ftp://example.com/cat.png": an http(s) URL`},
+		{name: "image size half", args: []string{"publish", "-m", "m", "--image-size", "10x"}, want: `--image-size "10x": a preset (square_hd`},
+		{name: "image size unknown preset", args: []string{"publish", "-m", "m", "--image-size", "huge"}, want: `--image-size "huge"`},
+		{name: "num images negative", args: []string{"publish", "-m", "m", "-n", "-1"}, want: "--num-images must be ≥ 1 (got -1)"},
+		{name: "num images zero", args: []string{"publish", "-m", "m", "-n", "0"}, want: "--num-images must be ≥ 1 (got 0)"},
+		{name: "download into a file", args: []string{"publish", "-m", "m", "--download", "/etc/hostname"}, want: "--download /etc/hostname: not a directory"},
+		{name: "result download into a file", args: []string{"result", "x", "--download", "/etc/hostname"}, want: "not a directory"},
+		{name: "watch subject outside the streams", args: []string{"watch", "--subject", "foo.>"}, want: `--subject "foo.>" matches no event subject (fal.results.>`},
 		{name: "creds file missing", args: []string{"status", "x", "--creds", "/nonexistent.creds"}, want: "--creds"},
 	}
 	for _, tc := range cases {
@@ -455,6 +528,78 @@ func TestClientUnreachableNATSExit3(t *testing.T) {
 	}
 }
 
+// TestClientAgainstNATSWithoutJetStream: the message names JetStream, not
+// a missing falbridge.
+func TestClientAgainstNATSWithoutJetStream(t *testing.T) {
+	t.Parallel()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
+	require.NoError(t, err)
+	ns.Start()
+	t.Cleanup(ns.Shutdown)
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	for _, args := range [][]string{
+		{"publish", "-m", "fal-ai/flux/schnell", "-p", "x"},
+		{"status", "x"},
+		{"result", "x"},
+		{"watch", "--count", "1"},
+	} {
+		r := runCLI(t, ns.ClientURL(), args...)
+		require.Equal(t, 1, r.code, "%v: %s", args, r)
+		require.Contains(t, r.stderr, "has no JetStream, which falbridge needs (nats-server -js", "%v", args)
+		require.NotContains(t, r.stderr, "is falbridge serve or dev running", "%v", args)
+	}
+}
+
+// TestClientTriggerNotTakenYet: with falbridge's streams but no falbridge
+// running, a published trigger is known (it waits in the trigger stream),
+// so status says so and result waits for it instead of failing.
+func TestClientTriggerNotTakenYet(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Run(t)
+	nc := srv.Connect(t)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for _, cfg := range []jetstream.StreamConfig{
+		{Name: publisher.RequestsStreamDefault, Subjects: []string{publisher.RequestsSubjectDefault}, Retention: jetstream.WorkQueuePolicy},
+		{Name: publisher.ResultsStreamDefault, Subjects: []string{publisher.ResultsPrefixDefault + ".>", publisher.ErrorsPrefixDefault + ".>"}},
+		{Name: publisher.StatusStreamDefault, Subjects: []string{publisher.StatusPrefixDefault + ".>"}},
+	} {
+		_, err := js.CreateStream(ctx, cfg)
+		require.NoError(t, err)
+	}
+	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: publisher.JobsBucketDefault})
+	require.NoError(t, err)
+	url := srv.ClientURL()
+
+	r := runCLI(t, url, "publish", "-m", "fal-ai/flux/schnell", "-p", "x", "--id", "not-taken")
+	require.Equal(t, 0, r.code, r)
+
+	r = runCLI(t, url, "status", "not-taken")
+	require.Equal(t, 0, r.code, r)
+	require.Contains(t, r.stdout, "state     waiting in FAL_REQUESTS: published, not taken by falbridge yet")
+	r = runCLI(t, url, "status", "not-taken", "--json")
+	require.Equal(t, 0, r.code, r)
+	require.JSONEq(t, `{"waiting":true}`, r.stdout)
+
+	r = runCLI(t, url, "result", "not-taken", "--timeout", "1s")
+	require.Equal(t, 1, r.code, r)
+	require.Contains(t, r.stderr, "no result for not-taken within --timeout", "it waited: the trigger is known")
+
+	r = runCLI(t, url, "result", "never-published", "--timeout", "1m")
+	require.Equal(t, 1, r.code, r)
+	require.Contains(t, r.stderr, "nothing known of never-published")
+}
+
+func TestPrintStatusRetryReason(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	printStatus(&b, "r-1", &jobStatus{Job: &consumer.JobInfo{ID: "r-1", State: "retry", ModelID: "fal-ai/flux/schnell", Mode: "queue",
+		Attempts: 2, RetryReason: "fal answered 429 (rate limited)", ReceivedAt: time.Now()}})
+	require.Contains(t, b.String(), "state     retry\nretrying  fal answered 429 (rate limited)\n")
+}
+
 // #11 weak spot: secrets given as flags are in ps for everyone; serve warns
 // at start, naming the flags, never their values.
 func TestServeWarnsOfSecretFlags(t *testing.T) {
@@ -467,7 +612,8 @@ func TestServeWarnsOfSecretFlags(t *testing.T) {
 	require.NotContains(t, r.stderr, "very-secret-value")
 	require.NotContains(t, r.stderr, "nats-pw")
 
-	r = runCLI(t, "", "serve", "--nats.url", "nats://127.0.0.1:1")
+	// The key from the environment (serve needs one before it connects).
+	r = runCLIEnv(t, []string{"FAL_KEY=key-id:from-env"}, "", "serve", "--nats.url", "nats://127.0.0.1:1")
 	require.Equal(t, 3, r.code, r)
 	require.NotContains(t, r.stderr, "secrets given as command-line flags")
 }

@@ -41,6 +41,10 @@ type clientCommand struct {
 
 	timeoutDefault time.Duration
 	timeoutHelp    string
+
+	// check, when set, checks the command's own flags after parsing,
+	// before anything connects.
+	check func() error
 }
 
 // newClientCommand returns a command whose own flags are registered on fs
@@ -95,6 +99,9 @@ func (c *clientCommand) parse(args []string, stdout io.Writer, nargs int, argNam
 		if _, err := os.Stat(c.opts.creds); err != nil {
 			return usagef("--creds: %v", err)
 		}
+	}
+	if c.check != nil {
+		return c.check()
 	}
 	return nil
 }
@@ -194,6 +201,15 @@ func (o *clientOptions) connect() (*client, error) {
 		nc.Close()
 		return nil, err
 	}
+	// Without JetStream every later call fails as "no responders" or "no
+	// stream", which would read like falbridge not running; say it here.
+	actx, cancel := context.WithTimeout(context.Background(), ct)
+	_, err = js.AccountInfo(actx)
+	cancel()
+	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) || errors.Is(err, nats.ErrNoResponders) {
+		nc.Close()
+		return nil, fmt.Errorf("NATS at %s has no JetStream, which falbridge needs (nats-server -js, or falbridge dev): %w", redactURL(o.server), err)
+	}
 	return &client{nc: nc, js: js, pub: pub}, nil
 }
 
@@ -208,9 +224,12 @@ func explain(err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
+		errors.Is(err, nats.ErrNoResponders):
+		// Nobody answers the JetStream API: the server runs without it.
+		return fmt.Errorf("%w (JetStream is not enabled on this NATS server; falbridge needs it: nats-server -js, or falbridge dev)", err)
 	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, jetstream.ErrStreamNotFound),
-		errors.Is(err, jetstream.ErrBucketNotFound), errors.Is(err, publisher.ErrNoStream),
-		errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, nats.ErrNoResponders):
+		errors.Is(err, jetstream.ErrBucketNotFound), errors.Is(err, publisher.ErrNoStream):
 		return fmt.Errorf("%w (is falbridge serve or dev running against this NATS?)", err)
 	}
 	return err

@@ -52,67 +52,123 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer done()
 	o := cc.opts
 
-	var st jobStatus
-	job, err := consumer.LookupJob(ctx, c.js, publisher.JobsBucketDefault, id)
-	switch {
-	case errors.Is(err, consumer.ErrJobNotFound):
-	case err != nil:
-		return explain(err)
-	default:
-		st.Job = job
+	st, err := lookupJob(ctx, c, id)
+	if err != nil {
+		return err
 	}
-	s := c.pub.Subjects()
-	var raw []byte
-	if raw, err = lastMsg(ctx, c.js, s.ResultsStream, s.Result(id)); err != nil {
-		return explain(err)
-	} else if raw != nil {
-		st.Result = new(publisher.Result)
-		if err := json.Unmarshal(raw, st.Result); err != nil {
-			return fmt.Errorf("decode result event: %w", err)
-		}
-		if st.Result.ID != id {
-			return fmt.Errorf("result event on %s carries id %q: %w", s.Result(id), st.Result.ID, publisher.ErrEventIDMismatch)
-		}
-	}
-	if raw, err = lastMsg(ctx, c.js, s.ResultsStream, s.Error(id)); err != nil {
-		return explain(err)
-	} else if raw != nil {
-		st.Error = new(publisher.Error)
-		if err := json.Unmarshal(raw, st.Error); err != nil {
-			return fmt.Errorf("decode error event: %w", err)
-		}
-		if st.Error.ID != id {
-			return fmt.Errorf("error event on %s carries id %q: %w", s.Error(id), st.Error.ID, publisher.ErrEventIDMismatch)
-		}
-	}
-	if raw, err = lastMsg(ctx, c.js, s.StatusStream, s.Status(id)); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return explain(err)
-	} else if raw != nil {
-		st.LastStatus = new(publisher.Status)
-		if err := json.Unmarshal(raw, st.LastStatus); err != nil {
-			return fmt.Errorf("decode status event: %w", err)
-		}
-		if st.LastStatus.ID != id {
-			return fmt.Errorf("status event on %s carries id %q: %w", s.Status(id), st.LastStatus.ID, publisher.ErrEventIDMismatch)
-		}
-	}
-
-	if st.Job == nil && st.Result == nil && st.Error == nil && st.LastStatus == nil {
-		return fmt.Errorf("nothing known of %s: no job record and no event (not published, not picked up yet, or expired)", id)
+	if !st.known() {
+		return nothingKnown(id)
 	}
 	if o.json {
 		return printJSON(stdout, st)
 	}
-	printStatus(stdout, id, &st)
+	printStatus(stdout, id, st)
+	return nil
+}
+
+// nothingKnown is the failure of status and result for an id falbridge has
+// never heard of.
+func nothingKnown(id string) error {
+	return fmt.Errorf("nothing known of %s: no trigger waiting, no job record and no event (not published, or expired)", id)
+}
+
+// lookupJob gathers what NATS holds of trigger id. It reads the trigger
+// stream first and the job record after it: falbridge claims a trigger
+// (writes the record) before it acks it out of the work queue, so in that
+// order a trigger being taken at this very moment is seen in one place or
+// the other, never in neither.
+func lookupJob(ctx context.Context, c *client, id string) (*jobStatus, error) {
+	st, err := lookupRecord(ctx, c, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := lookupEvents(ctx, c, id, st); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// lookupRecord fills in what the trigger stream and the job record hold of
+// id: the part of lookupJob that no client can forge.
+func lookupRecord(ctx context.Context, c *client, id string) (*jobStatus, error) {
+	st := &jobStatus{}
+	s := c.pub.Subjects()
+	raw, err := lastMsg(ctx, c.js, publisher.RequestsStreamDefault, s.RequestSubject(id))
+	if err != nil {
+		return nil, explain(err)
+	}
+	st.Waiting = raw != nil
+	job, err := consumer.LookupJob(ctx, c.js, publisher.JobsBucketDefault, id)
+	switch {
+	case errors.Is(err, consumer.ErrJobNotFound):
+	case err != nil:
+		return nil, explain(err)
+	default:
+		st.Job = job
+	}
+	return st, nil
+}
+
+// lookupEvents adds id's last result, error and status events to st. An
+// event whose id is not its subject's is an error wrapping
+// [publisher.ErrEventIDMismatch].
+func lookupEvents(ctx context.Context, c *client, id string, st *jobStatus) error {
+	s := c.pub.Subjects()
+	var raw []byte
+	var err error
+	if raw, err = lastMsg(ctx, c.js, s.ResultsStream, s.Result(id)); err != nil {
+		return explain(err)
+	} else if raw != nil {
+		ev := new(publisher.Result)
+		if err := json.Unmarshal(raw, ev); err != nil {
+			return fmt.Errorf("decode result event: %w", err)
+		}
+		if ev.ID != id {
+			return fmt.Errorf("result event on %s carries id %q: %w", s.Result(id), ev.ID, publisher.ErrEventIDMismatch)
+		}
+		st.Result = ev
+	}
+	if raw, err = lastMsg(ctx, c.js, s.ResultsStream, s.Error(id)); err != nil {
+		return explain(err)
+	} else if raw != nil {
+		ev := new(publisher.Error)
+		if err := json.Unmarshal(raw, ev); err != nil {
+			return fmt.Errorf("decode error event: %w", err)
+		}
+		if ev.ID != id {
+			return fmt.Errorf("error event on %s carries id %q: %w", s.Error(id), ev.ID, publisher.ErrEventIDMismatch)
+		}
+		st.Error = ev
+	}
+	if raw, err = lastMsg(ctx, c.js, s.StatusStream, s.Status(id)); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return explain(err)
+	} else if raw != nil {
+		ev := new(publisher.Status)
+		if err := json.Unmarshal(raw, ev); err != nil {
+			return fmt.Errorf("decode status event: %w", err)
+		}
+		if ev.ID != id {
+			return fmt.Errorf("status event on %s carries id %q: %w", s.Status(id), ev.ID, publisher.ErrEventIDMismatch)
+		}
+		st.LastStatus = ev
+	}
 	return nil
 }
 
 // jobStatus is what status prints (its JSON form with --json).
 type jobStatus struct {
+	// Waiting is true while the trigger sits in the trigger stream, not yet
+	// taken by falbridge (published on the default subject for its id).
+	Waiting    bool              `json:"waiting,omitempty"`
 	Job        *consumer.JobInfo `json:"job,omitempty"`
 	Result     *publisher.Result `json:"result,omitempty"`
 	Error      *publisher.Error  `json:"error,omitempty"`
 	LastStatus *publisher.Status `json:"last_status,omitempty"`
+}
+
+// known reports whether anything at all is known of the job.
+func (st *jobStatus) known() bool {
+	return st.Waiting || st.Job != nil || st.Result != nil || st.Error != nil || st.LastStatus != nil
 }
 
 // lastMsg returns the data of the last message on subject in stream, or
@@ -141,6 +197,9 @@ func printStatus(w io.Writer, id string, st *jobStatus) {
 			state += " (" + j.Outcome + ")"
 		}
 		fmt.Fprintf(w, "state     %s\n", state)
+		if j.State == "retry" && j.RetryReason != "" {
+			fmt.Fprintf(w, "retrying  %s\n", j.RetryReason)
+		}
 		fmt.Fprintf(w, "model     %s  (mode %s)\n", j.ModelID, j.Mode)
 		if j.RequestID != "" {
 			fmt.Fprintf(w, "request   %s\n", j.RequestID)
@@ -159,6 +218,8 @@ func printStatus(w io.Writer, id string, st *jobStatus) {
 		} else if !j.Deadline.IsZero() {
 			fmt.Fprintf(w, "deadline  %s\n", j.Deadline.Local().Format(tf))
 		}
+	} else if st.Waiting {
+		fmt.Fprintf(w, "state     waiting in %s: published, not taken by falbridge yet (is falbridge serve or dev running?)\n", publisher.RequestsStreamDefault)
 	} else {
 		fmt.Fprintf(w, "state     no job record (a trigger rejected before it was claimed, or records expired)\n")
 	}
@@ -216,12 +277,33 @@ func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func runResult(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cc := newClientCommand("result", resultUsage, publishTimeoutDefault, "how long to wait for the result", stderr)
 	dir := cc.fs.String("download", "", "save the output's files into `DIR` as <id>_<n>.<ext>")
+	cc.check = func() error {
+		if *dir == "" {
+			return nil
+		}
+		return checkDownloadDir(*dir)
+	}
 	id, c, ctx, done, err := cc.openJob(ctx, args, stdout)
 	if err != nil {
 		return ignoreHelp(err)
 	}
 	defer done()
 	o := cc.opts
+	// Fail at once for an id nobody published, instead of waiting out
+	// --timeout. A forged event (its id not its subject's) does not count:
+	// Await skips it too.
+	st, err := lookupRecord(ctx, c, id)
+	if err != nil {
+		return err
+	}
+	if !st.known() {
+		if err := lookupEvents(ctx, c, id, st); err != nil && !errors.Is(err, publisher.ErrEventIDMismatch) {
+			return err
+		}
+	}
+	if !st.known() {
+		return nothingKnown(id)
+	}
 	return awaitAndShow(ctx, c, id, "waiting for the result", o.json, *dir, stdout, stderr)
 }
 

@@ -75,6 +75,13 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	switch {
+	case len(args) >= 2 && args[0] == "help":
+		// "falbridge help publish" is "falbridge publish --help".
+		args = []string{args[1], "--help"}
+	case len(args) >= 1 && (args[0] == "--version" || args[0] == "-v"):
+		args = []string{"version"}
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printUsage(stdout)
 		if len(args) == 0 {

@@ -48,6 +48,7 @@ func TestMain(m *testing.M) {
 type devProcess struct {
 	cmd     *exec.Cmd
 	natsURL string
+	banner  string // what dev printed on stdout up to "Press Ctrl-C"
 	stderr  *lockedBuffer
 	done    chan error
 }
@@ -86,14 +87,15 @@ func startDev(t *testing.T, extra ...string) *devProcess {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			seen.WriteString(sc.Text() + "\n")
-			if m := natsLine.FindStringSubmatch(seen.String()); m != nil && strings.Contains(sc.Text(), "Ctrl-C") {
-				ready <- m[1]
+			if natsLine.MatchString(seen.String()) && strings.Contains(sc.Text(), "Ctrl-C") {
+				ready <- seen.String()
 			}
 		}
 		_, _ = io.Copy(io.Discard, stdout)
 	}()
 	select {
-	case d.natsURL = <-ready:
+	case d.banner = <-ready:
+		d.natsURL = natsLine.FindStringSubmatch(d.banner)[1]
 	case err := <-d.done:
 		t.Fatalf("falbridge dev exited early: %v\n%s", err, d.stderr.String())
 	case <-time.After(30 * time.Second):
@@ -182,6 +184,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name string
+		env  []string
 		args []string
 		want string
 	}{
@@ -190,12 +193,19 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{name: "unknown flag", args: []string{"serve", "--no-such-flag"}, want: "no-such-flag"},
 		{name: "bad value", args: []string{"serve", "--limits.workers", "0"}, want: "limits.workers"},
 		{name: "config without verb", args: []string{"config"}, want: "validate|print"},
+		// No fal key: named, before NATS is tried (the URL is unreachable).
+		{name: "serve without FAL_KEY", args: []string{"serve", "--nats.url", "nats://127.0.0.1:1"}, want: `fal.key: no fal key: set FAL_KEY="<key id>:<key secret>"`},
+		{name: "config validate without FAL_KEY", args: []string{"config", "validate"}, want: "fal.key: no fal key: set FAL_KEY="},
+		{name: "serve with a key without colon", env: []string{"FAL_KEY=nocolon"}, args: []string{"serve", "--nats.url", "nats://127.0.0.1:1"}, want: "fal.key: has no ':'"},
+		{name: "config validate with a key without colon", env: []string{"FAL_KEY=nocolon"}, args: []string{"config", "validate"}, want: "fal.key: has no ':'"},
+		{name: "dev with a fal URL", args: []string{"dev", "--fal.queue_url", "https://queue.example.com"}, want: "--fal.queue_url: dev points fal at its simulator"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var out bytes.Buffer
 			cmd := exec.Command(binPath, tc.args...)
+			cmd.Env = append(envWithoutFalKey(), tc.env...)
 			cmd.Stdout, cmd.Stderr = &out, &out
 			err := cmd.Run()
 			var ee *exec.ExitError
@@ -213,6 +223,7 @@ func TestServeUnreachableNATSExit3(t *testing.T) {
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, binPath, "serve", "--nats.url", "nats://127.0.0.1:1", "--nats.connect_timeout", "500ms",
 		"--webhook.listen", "127.0.0.1:0", "--admin.listen", "127.0.0.1:0")
+	cmd.Env = append(envWithoutFalKey(), "FAL_KEY=test-id:test-secret")
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	var ee *exec.ExitError
@@ -229,6 +240,65 @@ func TestConfigPrintRedactsSecrets(t *testing.T) {
 	require.NoError(t, cmd.Run(), out.String())
 	require.NotContains(t, out.String(), "supersecret")
 	require.Contains(t, out.String(), "queue_url")
+}
+
+// envWithoutFalKey is the environment without any variable that sets the
+// fal key.
+func envWithoutFalKey() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "FALBRIDGE_FAL_KEY":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+func TestConfigValidateWithKey(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	cmd := exec.Command(binPath, "config", "validate")
+	cmd.Env = append(envWithoutFalKey(), "FAL_KEY=some-id:some-secret")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Run(), out.String())
+	require.Contains(t, out.String(), "config ok")
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		args  []string
+		want  []string
+		avoid []string
+	}{
+		{name: "help publish", args: []string{"help", "publish"}, want: []string{"Usage: falbridge publish", "--model"}},
+		{name: "help serve", args: []string{"help", "serve"}, want: []string{"Usage: falbridge serve", "FAL_KEY", "falbridge-data", "--nats.url"}},
+		{name: "config help lists flags", args: []string{"config", "--help"}, want: []string{"Usage: falbridge config validate|print", "--config", "--limits.workers"}},
+		{name: "dev help hides the fal URLs dev replaces", args: []string{"dev", "--help"}, want: []string{"Usage: falbridge dev", "--sim.addr"},
+			avoid: []string{"--fal.queue_url", "https://queue.fal.run"}},
+		{name: "max_deliver counts submit attempts", args: []string{"serve", "--help"}, want: []string{"--consumer.max_deliver", "submit attempts"}},
+		{name: "--version", args: []string{"--version"}, want: []string{"falbridge "}},
+		{name: "-v", args: []string{"-v"}, want: []string{"falbridge "}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			cmd := exec.Command(binPath, tt.args...)
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			require.NoError(t, cmd.Run(), stderr.String())
+			for _, w := range tt.want {
+				require.Contains(t, stdout.String(), w)
+			}
+			for _, a := range tt.avoid {
+				require.NotContains(t, stdout.String(), a)
+			}
+		})
+	}
 }
 
 // lockedBuffer is a bytes.Buffer safe for a writer goroutine and a reader.

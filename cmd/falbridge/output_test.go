@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/falbridge/falbridge/config"
 	"github.com/falbridge/falbridge/publisher"
 )
 
@@ -101,6 +103,8 @@ func TestWatchFilter(t *testing.T) {
 		{name: "two kinds one id", id: "a", kinds: []string{"result", " status"}, filter: "fal.*.a",
 			keeps: []string{"fal.results.a", "fal.status.a"}, drops: []string{"fal.errors.a"}},
 		{name: "raw subject", subject: "fal.results.>", filter: "fal.results.>", keeps: []string{"fal.results.a"}},
+		{name: "raw subject wide", subject: "fal.>", filter: "fal.>", keeps: []string{"fal.results.a"}},
+		{name: "raw subject one job", subject: "fal.errors.a", filter: "fal.errors.a", keeps: []string{"fal.errors.a"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,10 +173,25 @@ func TestBatchProgressText(t *testing.T) {
 	t.Parallel()
 	c := batchCounts{total: 10, done: 4, failed: 1, pending: 3}
 	require.Equal(t, "batch: 5/10 finished, done 4, failed 1, pending 3, 2.5/s, eta 2s",
-		batchProgressText(c, 2*time.Second, false, 0))
-	got := batchProgressText(c, 2*time.Second, true, 0)
-	require.Equal(t, "⠋ ████████████░░░░░░░░░░░░ 5/10  done 4  failed 1  pending 3  2.5/s  ETA 2s", got)
-	require.Contains(t, batchProgressText(batchCounts{total: 3}, 0, false, 0), "eta ?")
+		batchProgressText(c, 2*time.Second, false, 0, 80))
+	got := batchProgressText(c, 2*time.Second, true, 0, 80)
+	require.Equal(t, "⠋ ██████████░░░░░░░░░░ 5/10  ETA 2s  2.5/s  done 4  failed 1  pending 3", got)
+	// A large batch still fits 80 columns whole, ETA included.
+	big := batchProgressText(batchCounts{total: 100000, done: 12345, failed: 678, pending: 64}, 1234*time.Second, true, 0, 80)
+	require.LessOrEqual(t, len([]rune(big)), 79, big)
+	require.Contains(t, big, "ETA 2h17m22s")
+	require.Contains(t, big, "░", "with a (shorter) bar")
+	require.Contains(t, batchProgressText(batchCounts{total: 3}, 0, false, 0, 80), "eta ?")
+}
+
+func TestIsTerminal(t *testing.T) {
+	t.Parallel()
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	defer null.Close()
+	require.False(t, isTerminal(null), "/dev/null is a character device but no terminal")
+	require.False(t, isTerminal(&bytes.Buffer{}))
+	require.Equal(t, 80, termWidth(null), "no terminal and no usable $COLUMNS: 80")
 }
 
 func TestShorten(t *testing.T) {
@@ -180,4 +199,13 @@ func TestShorten(t *testing.T) {
 	require.Equal(t, "abc", shorten("abc", 3))
 	require.Equal(t, "ab…", shorten("abcd", 3))
 	require.Equal(t, "ü…", shorten("üüü", 2))
+}
+
+func TestJSONLogsDurationsAsText(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	cfg := config.Default()
+	cfg.Log.Format = "json"
+	newLogger(&cfg, &b).Info("shutting down", "grace_period", 90*time.Second)
+	require.Contains(t, b.String(), `"grace_period":"1m30s"`)
 }

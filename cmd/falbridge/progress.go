@@ -9,21 +9,29 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/term"
 )
 
-// isTerminal reports whether w is a terminal (a character device), so that
-// progress can be redrawn in place.
+// isTerminal reports whether w is a terminal, so that progress can be
+// redrawn in place. It asks the terminal driver: /dev/null is a character
+// device too, but no terminal.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok || os.Getenv("TERM") == "dumb" {
 		return false
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return term.IsTerminal(int(f.Fd()))
 }
 
-// termWidth is the width status lines are cut to: $COLUMNS, else 80.
-func termWidth() int {
+// termWidth is the width status lines on w are cut to: the terminal's own,
+// else $COLUMNS, else 80.
+func termWidth(w io.Writer) int {
+	if f, ok := w.(*os.File); ok {
+		if n, _, err := term.GetSize(int(f.Fd())); err == nil && n > 20 {
+			return n
+		}
+	}
 	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n > 20 {
 		return n
 	}
@@ -44,7 +52,7 @@ type statusLine struct {
 }
 
 func newStatusLine(w io.Writer, tty bool) *statusLine {
-	return &statusLine{w: w, tty: tty, width: termWidth()}
+	return &statusLine{w: w, tty: tty, width: termWidth(w)}
 }
 
 // Set replaces the status line (terminals only).
@@ -200,7 +208,9 @@ type batchCounts struct {
 
 // batchProgressText is the progress bar of a batch: a bar on a terminal,
 // key=value pairs otherwise.
-func batchProgressText(c batchCounts, elapsed time.Duration, tty bool, frame int) string {
+// On a terminal, the bar (at most 20 cells) gives way so that the line fits
+// width columns.
+func batchProgressText(c batchCounts, elapsed time.Duration, tty bool, frame, width int) string {
 	finished := c.done + c.failed
 	rate := 0.0
 	if s := elapsed.Seconds(); s > 0 {
@@ -214,16 +224,22 @@ func batchProgressText(c batchCounts, elapsed time.Duration, tty bool, frame int
 		return fmt.Sprintf("batch: %d/%d finished, done %d, failed %d, pending %d, %.1f/s, eta %s",
 			finished, c.total, c.done, c.failed, c.pending, rate, eta)
 	}
-	const width = 24
-	filled := 0
-	if c.total > 0 {
-		filled = finished * width / c.total
-	}
-	bar := strings.Repeat("█", filled) + strings.Repeat("░", width-filled)
 	spin := spinnerFrames[frame%len(spinnerFrames)]
 	if finished == c.total {
 		spin = " "
 	}
-	return fmt.Sprintf("%s %s %d/%d  done %d  failed %d  pending %d  %.1f/s  ETA %s",
-		spin, bar, finished, c.total, c.done, c.failed, c.pending, rate, eta)
+	// ETA and rate before the counts: what a too narrow terminal cuts is
+	// the end.
+	rest := fmt.Sprintf("%d/%d  ETA %s  %.1f/s  done %d  failed %d  pending %d",
+		finished, c.total, eta, rate, c.done, c.failed, c.pending)
+	cells := min(20, width-1-len(rest)-3) // 3: the spinner and two spaces
+	if cells < 4 {
+		return spin + " " + rest
+	}
+	filled := 0
+	if c.total > 0 {
+		filled = finished * cells / c.total
+	}
+	bar := strings.Repeat("█", filled) + strings.Repeat("░", cells-filled)
+	return spin + " " + bar + " " + rest
 }

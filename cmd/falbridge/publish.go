@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,10 +42,11 @@ const publishTimeoutDefault = 10 * time.Minute
 type publishFlags struct {
 	model, input, prompt, imageSize, image string
 	numImages                              int
+	numImagesSet                           bool
 	id, metadata, mode, priority           string
 	resultSubject                          string
 	jobTimeout                             time.Duration
-	wait                                   bool
+	wait, progress                         bool
 	download                               string
 
 	batch, out, idPrefix string
@@ -68,6 +71,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&f.jobTimeout, "job-timeout", 0, "the job's deadline (the trigger's timeout), counted from when falbridge receives it (default: the bridge's polling.job_deadline, 1h)")
 	fs.StringVar(&f.resultSubject, "result-subject", "", "also send the result or error event to `SUBJECT` (core NATS, at most once)")
 	fs.BoolVarP(&f.wait, "wait", "w", false, "wait for the result: show progress, print the result; exit 1 if the job fails")
+	fs.BoolVar(&f.progress, "progress", false, "ask falbridge for live progress (the trigger's \"progress\": true: one more fal call, a status stream held while the job runs); on with --wait when progress is shown (not --json off a terminal), --progress=false turns it off")
 	fs.StringVar(&f.download, "download", "", "save the output's files (images, videos) into `DIR` as <id>_<n>.<ext> (implies --wait)")
 	fs.StringVar(&f.batch, "batch", "", "publish every line of `FILE` (- for stdin) as a trigger and wait for all of them")
 	fs.IntVar(&f.concurrency, "concurrency", 16, "with --batch: how many triggers may wait for their result at once")
@@ -87,12 +91,23 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return usagef("--%s needs --batch", name)
 		}
 	}
+	f.numImagesSet = fs.Changed("num-images")
+	if f.download != "" {
+		if err := checkDownloadDir(f.download); err != nil {
+			return err
+		}
+		f.wait = true
+	}
+	if f.wait && !fs.Changed("progress") {
+		// Someone is watching: ask for fal's status stream, which in webhook
+		// mode is the only source of IN_PROGRESS and fal's logs. Not for
+		// --json off a terminal, which shows no progress: a script's job
+		// keeps its one fal call.
+		f.progress = !o.json || isTerminal(stderr)
+	}
 	t, err := f.trigger()
 	if err != nil {
 		return err
-	}
-	if f.download != "" {
-		f.wait = true
 	}
 
 	c, err := o.connect()
@@ -150,16 +165,25 @@ func (f *publishFlags) trigger() (*publisher.Trigger, error) {
 		set("prompt", f.prompt)
 	}
 	if f.imageSize != "" {
-		if w, h, ok := parseSize(f.imageSize); ok {
+		switch w, h, ok := parseSize(f.imageSize); {
+		case ok:
 			set("image_size", map[string]int{"width": w, "height": h})
-		} else {
+		case slices.Contains(imageSizePresets, f.imageSize):
 			set("image_size", f.imageSize)
+		default:
+			return nil, usagef("--image-size %q: a preset (%s) or WIDTHxHEIGHT, e.g. 1024x768", f.imageSize, strings.Join(imageSizePresets, ", "))
 		}
 	}
-	if f.numImages != 0 {
+	if f.numImagesSet {
+		if f.numImages < 1 {
+			return nil, usagef("--num-images must be ≥ 1 (got %d)", f.numImages)
+		}
 		set("num_images", f.numImages)
 	}
 	if f.image != "" {
+		if err := checkImageURL(f.image); err != nil {
+			return nil, err
+		}
 		set("image_url", f.image)
 	}
 	in, err := json.Marshal(input)
@@ -168,7 +192,7 @@ func (f *publishFlags) trigger() (*publisher.Trigger, error) {
 	}
 	t := &publisher.Trigger{
 		ID: f.id, ModelID: f.model, Input: in, Mode: publisher.Mode(f.mode), Priority: f.priority,
-		Timeout: publisher.Duration(f.jobTimeout), ResultSubject: f.resultSubject,
+		Timeout: publisher.Duration(f.jobTimeout), ResultSubject: f.resultSubject, Progress: f.progress,
 	}
 	if f.jobTimeout < 0 {
 		return nil, usagef("--job-timeout must not be negative")
@@ -193,6 +217,32 @@ func (f *publishFlags) trigger() (*publisher.Trigger, error) {
 		return nil, usageError{err}
 	}
 	return t, nil
+}
+
+// imageSizePresets are fal's named image sizes (input.image_size).
+var imageSizePresets = []string{"square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9"}
+
+// checkImageURL checks --image as falbridge will (http(s) with a host, or a
+// data: URL), so that a bad one is a usage error now rather than an
+// invalid_image_url error event later.
+func checkImageURL(s string) error {
+	if strings.HasPrefix(s, "data:") {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return usagef("--image %q: an http(s) URL or a data: URL", shorten(s, 80))
+	}
+	return nil
+}
+
+// checkDownloadDir fails when --download names something that exists and
+// is not a directory: better now than after the job has run.
+func checkDownloadDir(dir string) error {
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return usagef("--download %s: not a directory", dir)
+	}
+	return nil
 }
 
 // readArg returns s, or the contents of file s[1:] when s starts with @

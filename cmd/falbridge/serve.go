@@ -8,6 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -20,15 +24,51 @@ import (
 	"github.com/falbridge/falbridge/internal/version"
 )
 
-// configFlags registers --config plus one flag per config key.
-func configFlags(name string, def config.Config, stderr io.Writer) (*pflag.FlagSet, *string) {
+// configFlags registers --config plus one flag per config key; --help
+// prints usage (the synopsis and description) then the flags, on stdout.
+func configFlags(name, usage string, def config.Config, stdout, stderr io.Writer) (*pflag.FlagSet, *string) {
 	fs := pflag.NewFlagSet("falbridge "+name, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.StringP("config", "c", "", "YAML config file (default: $FALBRIDGE_CONFIG)")
 	config.RegisterFlagsFrom(fs, def)
 	fs.SortFlags = false
+	fs.Usage = func() {
+		fmt.Fprintln(stdout, strings.TrimSpace(usage))
+		fmt.Fprintln(stdout)
+		fmt.Fprintln(stdout, "Flags:")
+		fmt.Fprint(stdout, fs.FlagUsages())
+	}
 	return fs, file
 }
+
+const serveUsage = `
+Usage: falbridge serve [--config FILE] [flags]
+
+Run the bridge: pull triggers, submit them to fal, publish results. It needs
+a fal key: FAL_KEY="<key id>:<key secret>" (or FAL_KEY_ID and
+FAL_KEY_SECRET, or fal.key). With no nats.url it starts an embedded NATS
+server whose JetStream state lives in nats.embedded.store_dir
+(./falbridge-data, created if missing). Config: defaults, then the file,
+then FALBRIDGE_* variables, then these flags; see config/example.yaml.
+`
+
+const devUsage = `
+Usage: falbridge dev [--config FILE] [--sim.* flags] [flags]
+
+Run an embedded NATS server, the fal simulator and the bridge on loopback,
+for trying things out: no network, no FAL_KEY. State lives in a temporary
+directory. fal's URLs always point at the simulator (--sim.addr), so the
+fal.*_url flags are not offered here.
+`
+
+const configUsage = `
+Usage: falbridge config validate|print [--config FILE] [flags]
+
+validate loads the config as serve would (defaults, the file, FALBRIDGE_*
+variables and FAL_KEY, then the flags), checks every key and that a fal key
+is set, and prints "config ok" and any warnings; exit 2 on a problem, naming
+the key. print shows the effective config as YAML, secrets redacted.
+`
 
 func parseFlags(fs *pflag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
@@ -61,17 +101,31 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	if cfg.Log.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
+	opts.ReplaceAttr = durationsAsText
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// durationsAsText writes durations as "1m30s" (the config's own format)
+// instead of the JSON handler's integer nanoseconds.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, file := configFlags("serve", config.Default(), stderr)
+	fs, file := configFlags("serve", serveUsage, config.Default(), stdout, stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return ignoreHelp(err)
 	}
 	cfg, err := loadConfig(fs, *file, config.Default())
 	if err != nil {
 		return err
+	}
+	// Before connecting anywhere: a missing key is a setup mistake.
+	if err := cfg.RequireFalKey(); err != nil {
+		return usageError{err}
 	}
 	log := newLogger(cfg, stderr)
 	warnSecretFlags(log, fs)
@@ -106,7 +160,10 @@ func natsError(err error) error {
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, file := configFlags("dev", devBase(), stderr)
+	fs, file := configFlags("dev", devUsage, devBase(), stdout, stderr)
+	for _, name := range simReplaced {
+		_ = fs.MarkHidden(name)
+	}
 	simAddr := fs.String("sim.addr", "127.0.0.1:8787", "fal simulator listen address")
 	simLatency := fs.Duration("sim.latency", 0, "override every simulated model's run time (0 = the catalog's own)")
 	simConcurrency := fs.Int("sim.concurrency", 0, "runners per simulated model (0 = the catalog's own); 1 makes jobs queue")
@@ -119,6 +176,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if cfg.NATS.URL != "" {
 		return usagef("dev runs its own embedded NATS; nats.url must be empty (got %q)", cfg.NATS.URL)
+	}
+	for _, name := range simReplaced {
+		if fs.Changed(name) {
+			return usagef("--%s: dev points fal at its simulator (--sim.addr); use serve for another fal", name)
+		}
 	}
 
 	if *simConcurrency < 0 {
@@ -158,20 +220,25 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if a.NATS != defaultServer {
 			srv = " -s " + a.NATS
 		}
+		self, onPath := selfCommand()
+		natsSrv := ""
+		if a.NATS != defaultServer {
+			natsSrv = " -s " + a.NATS
+		}
 		fmt.Fprintf(stdout, `falbridge dev is ready (version %s)
   nats:     %s
   fal sim:  %s  (run: %s/run, jwks: %s/.well-known/jwks.json, stats: %s/_sim/stats)
   webhook:  %s
   admin:    http://%s  (/healthz /readyz)%s
 
-Try it:
-  falbridge publish%s -m fal-ai/flux/schnell -p 'a red fox in snow' -n 2 --wait
-  falbridge watch%s
+Try it, in another terminal:
+  %s publish%s -m fal-ai/flux/schnell -p 'a red fox in snow' -n 2 --wait
+  %s watch%s
 or with the nats CLI:
-  nats sub 'fal.results.>' &
-  nats pub fal.requests.demo '{"model_id":"fal-ai/flux/schnell","input":{"prompt":"a red fox in snow","num_images":2}}'
-Press Ctrl-C to stop.
-`, version.Version, a.NATS, simURL, simURL, simURL, simURL, a.WebhookURL, a.Admin, consoleLine(a.Console), srv, srv)
+  nats sub%s 'fal.results.>' &
+  nats pub%s fal.requests.demo '{"model_id":"fal-ai/flux/schnell","input":{"prompt":"a red fox in snow","num_images":2}}'
+%sPress Ctrl-C to stop.
+`, versionString(), a.NATS, simURL, simURL, simURL, simURL, a.WebhookURL, a.Admin, consoleLine(a.Console), self, srv, self, srv, natsSrv, natsSrv, devHints(onPath))
 	}}))
 }
 
@@ -182,6 +249,9 @@ func consoleLine(url string) string {
 	}
 	return "\n  console:  " + url
 }
+
+// simReplaced are the config keys dev sets to its simulator's URLs.
+var simReplaced = []string{"fal.queue_url", "fal.run_url", "fal.jwks_url"}
 
 // devBase is the configuration dev starts from: loopback listeners,
 // throw-away state in a temp dir, human-readable logs.
@@ -195,12 +265,13 @@ func devBase() config.Config {
 func runConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (args[0] != "validate" && args[0] != "print") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stdout, "Usage: falbridge config validate|print [--config FILE] [flags]")
+			fs, _ := configFlags("config", configUsage, config.Default(), stdout, stderr)
+			fs.Usage()
 			return nil
 		}
-		return usagef("usage: falbridge config validate|print [--config FILE] [flags]")
+		return usagef("usage: falbridge config validate|print [--config FILE] [flags] (see falbridge config --help)")
 	}
-	fs, file := configFlags("config "+args[0], config.Default(), stderr)
+	fs, file := configFlags("config "+args[0], configUsage, config.Default(), stdout, stderr)
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return ignoreHelp(err)
 	}
@@ -209,6 +280,10 @@ func runConfig(_ context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if args[0] == "validate" {
+		// What serve checks, so that "config ok" means serve can start.
+		if err := cfg.RequireFalKey(); err != nil {
+			return usageError{err}
+		}
 		fmt.Fprintln(stdout, "config ok")
 		for _, w := range cfg.Warnings() {
 			fmt.Fprintln(stdout, "warning:", w)
@@ -224,6 +299,65 @@ func runConfig(_ context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) error {
-	fmt.Fprintf(stdout, "falbridge %s\n", version.Version)
+	fmt.Fprintf(stdout, "falbridge %s\n", versionString())
 	return nil
+}
+
+// versionString is the stamped version, or for an unstamped build (go
+// install, go build) "dev" with the commit Go recorded.
+func versionString() string {
+	v := version.Version
+	bi, ok := debug.ReadBuildInfo()
+	if v != "dev" || !ok {
+		return v
+	}
+	rev, dirty := "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return v
+	}
+	rev = rev[:min(len(rev), 12)]
+	if dirty {
+		rev += "-dirty"
+	}
+	return v + " (" + rev + ")"
+}
+
+// selfCommand is how the dev banner tells people to run falbridge: by name
+// when it is on PATH, else by the path of this binary (relative when under
+// the working directory), else, for a go run binary that disappears at
+// exit, go run.
+func selfCommand() (cmd string, onPath bool) {
+	if _, err := exec.LookPath("falbridge"); err == nil {
+		return "falbridge", true
+	}
+	exe, err := os.Executable()
+	if err != nil || strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		return "go run ./cmd/falbridge", false
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
+			return "./" + rel, false
+		}
+	}
+	return exe, false
+}
+
+// devHints are the banner's notes for commands that are not on PATH.
+func devHints(onPath bool) string {
+	var b strings.Builder
+	if !onPath {
+		b.WriteString("  (falbridge is not on PATH: make install puts it in $(go env GOPATH)/bin)\n")
+	}
+	if _, err := exec.LookPath("nats"); err != nil {
+		b.WriteString("  (nats is not on PATH: go install github.com/nats-io/natscli/nats@v0.5.1)\n")
+	}
+	return b.String()
 }

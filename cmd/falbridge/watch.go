@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/falbridge/falbridge/internal/subject"
 	"github.com/falbridge/falbridge/publisher"
 )
 
@@ -110,13 +111,25 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // watchFilter turns --id, --kind and --subject into one subject filter for
 // publisher.Watch, and a predicate for the events it lets through that the
 // user did not ask for (several kinds share no single subject).
-func watchFilter(id string, kinds []string, subject string) (string, func(publisher.Event) bool, error) {
+func watchFilter(id string, kinds []string, subj string) (string, func(publisher.Event) bool, error) {
 	keepAll := func(publisher.Event) bool { return true }
-	if subject != "" {
+	if subj != "" {
 		if id != "" || len(kinds) > 0 {
 			return "", nil, usagef("--subject cannot be combined with --id or --kind")
 		}
-		return subject, keepAll, nil
+		if !subject.Valid(subj, true) {
+			return "", nil, usagef("--subject %q is not a NATS subject", subj)
+		}
+		// The streams watch reads hold the default event subjects only; a
+		// filter outside them would fail as "no stream", which reads like
+		// falbridge not running.
+		s := publisher.Subjects{}.WithDefaults()
+		for _, p := range []string{s.ResultsPrefix, s.ErrorsPrefix, s.StatusPrefix} {
+			if subject.Overlap(subj, p+".>") {
+				return subj, keepAll, nil
+			}
+		}
+		return "", nil, usagef("--subject %q matches no event subject (%s.>, %s.>, %s.>)", subj, s.ResultsPrefix, s.ErrorsPrefix, s.StatusPrefix)
 	}
 	if id != "" && !publisher.ValidID(id) {
 		return "", nil, usagef("--id %q: ids are letters, digits, - and _", id)

@@ -27,6 +27,15 @@ func StartEmbedded(listen, storeDir string) (*server.Server, error) {
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT
+	} else {
+		// The server reports a taken port only in its (silenced) log and
+		// then never becomes ready; try the address first, so the error
+		// comes at once and says what is wrong.
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return nil, fmt.Errorf("nats.embedded.listen %s: %w (is another NATS server or falbridge dev running? choose another address, or :0 for any free port)", listen, err)
+		}
+		_ = ln.Close()
 	}
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "falbridge-embedded",

@@ -67,40 +67,18 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// Without a key nothing can be submitted: say so, naming FAL_KEY,
+	// before anything starts or connects.
+	if err := cfg.RequireFalKey(); err != nil {
+		return err
+	}
 	for _, w := range cfg.Warnings() {
 		log.Warn("risky setting", "warning", w)
 	}
 	addrs := Addrs{NATS: cfg.NATS.URL}
 
-	var ns *server.Server
-	if cfg.NATS.URL == "" {
-		dir := cfg.NATS.Embedded.StoreDir
-		if dir == "" {
-			if dir, err = os.MkdirTemp("", "falbridge-nats-"); err != nil {
-				return fmt.Errorf("embedded nats store: %w", err)
-			}
-			defer os.RemoveAll(dir)
-		}
-		if ns, err = StartEmbedded(cfg.NATS.Embedded.Listen, filepath.Clean(dir)); err != nil {
-			return err
-		}
-		defer func() {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-		}()
-		addrs.NATS = ns.ClientURL()
-		addrs.Embedded = true
-		log.Info("embedded nats started", "url", addrs.NATS, "store_dir", dir)
-	}
-	nc, err := nats.Connect(addrs.NATS, append(NATSOptions(cfg.NATS),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
-	)...)
-	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", RedactURL(addrs.NATS), err)
-	}
-	defer nc.Close()
-
+	// The fal client before NATS: its options are checked without a
+	// connection, so a bad setting fails the start at once.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := consumer.NewMetrics(reg)
@@ -123,6 +101,48 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("webhook verifier: %w", err)
 	}
+
+	var ns *server.Server
+	if cfg.NATS.URL == "" {
+		dir := cfg.NATS.Embedded.StoreDir
+		if dir == "" {
+			if dir, err = os.MkdirTemp("", "falbridge-nats-"); err != nil {
+				return fmt.Errorf("embedded nats store: %w", err)
+			}
+			defer os.RemoveAll(dir)
+		}
+		if ns, err = StartEmbedded(cfg.NATS.Embedded.Listen, filepath.Clean(dir)); err != nil {
+			return err
+		}
+		defer func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}()
+		addrs.NATS = ns.ClientURL()
+		addrs.Embedded = true
+		if abs, err := filepath.Abs(dir); err == nil {
+			dir = abs // say where the state lives: serve creates it in the working directory by default
+		}
+		log.Info("embedded nats started", "url", addrs.NATS, "store_dir", dir)
+	}
+	nc, err := nats.Connect(addrs.NATS, append(NATSOptions(cfg.NATS),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			// err is nil when the connection was closed on purpose
+			// (shutdown): nothing to warn about.
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+	)...)
+	if err != nil {
+		return fmt.Errorf("connect to NATS at %s: %w", RedactURL(addrs.NATS), err)
+	}
+	defer nc.Close()
+	if err := checkJetStream(ctx, nc, addrs.NATS); err != nil {
+		return err
+	}
+
 	// Listen before the pool starts: a port 0 listener tells us the webhook
 	// URL to give fal.
 	webhookLn, err := net.Listen("tcp", cfg.Webhook.Listen)
@@ -221,6 +241,30 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 		_ = shutdown()
 		return err
 	}
+}
+
+// ErrNoJetStream is returned by [Run] when the NATS server has JetStream
+// off (a nats-server started without -js).
+var ErrNoJetStream = errors.New("JetStream is not enabled on this NATS server; falbridge keeps everything in JetStream (start nats-server with -js, or leave nats.url empty for the embedded server)")
+
+// checkJetStream fails with ErrNoJetStream when the server at url (in nc)
+// has no JetStream, instead of the "no responders available" that creating
+// the streams would give.
+func checkJetStream(ctx context.Context, nc *nats.Conn, url string) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = js.AccountInfo(actx)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount), errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("NATS at %s: %w", RedactURL(url), ErrNoJetStream)
+	}
+	return fmt.Errorf("NATS at %s: jetstream account info: %w", RedactURL(url), err)
 }
 
 // redactURL hides user:password in NATS URLs for logs.

@@ -431,3 +431,29 @@ func TestLiveProgressInWebhookMode(t *testing.T) {
 	require.Nil(t, ev)
 	require.EqualValues(t, 1, b.stats().StatusStreams, "no stream for a job nobody watches")
 }
+
+// gatewayOnceFal answers the first result read with nginx's HTML 502.
+type gatewayOnceFal struct {
+	consumer.Fal
+	done atomic.Bool
+}
+
+func (g *gatewayOnceFal) Result(ctx context.Context, model, id string) (json.RawMessage, error) {
+	if g.done.CompareAndSwap(false, true) {
+		return nil, &falclient.APIError{StatusCode: 502, Message: "Bad Gateway"}
+	}
+	return g.Fal.Result(ctx, model, id)
+}
+
+// Found by make chaos: a status poll said COMPLETED, the result read got a
+// proxy's HTML 502, and the job ended upstream_error as if that were fal's
+// stored result. A gateway 5xx is no answer from fal: the read is retried.
+func TestGatewayErrorOnResultIsRetried(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *setupOpts) { o.noWebhook = true })
+	b.start(b.newPool(&gatewayOnceFal{Fal: b.fal}))
+	b.publish("g", `{"id":"gw-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
+	res, ev := b.terminal("gw-1")
+	require.Nil(t, ev, "%+v", ev)
+	b.requireFalOutput(res)
+}

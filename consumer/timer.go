@@ -222,7 +222,7 @@ func (p *Pool) handleTimer(ctx context.Context, msg jetstream.Msg) verdict {
 // all (a transport error, a hung call) is retried until the job's deadline.
 func (p *Pool) pollFailed(ctx context.Context, j *job, rev uint64, err error, call string) verdict {
 	var apiErr *falclient.APIError
-	if !errors.As(err, &apiErr) || errors.Is(err, falclient.ErrRateLimited) || apiErr.StatusCode >= 500 && call == "status" {
+	if !errors.As(err, &apiErr) || errors.Is(err, falclient.ErrRateLimited) || apiErr.StatusCode >= 500 && call == "status" || gatewayError(apiErr) {
 		f := classify(err, j.ModelID)
 		p.log.Info("poll got no answer; will poll again", "trigger_id", j.ID, "request_id", j.RequestID, "call", call, "err", err)
 		return nakAfter(min(max(p.pollDelays().after(2, f.RetryAfter), 0), max(j.Deadline.Sub(p.now()), 10*time.Millisecond)))
@@ -243,7 +243,7 @@ func (p *Pool) fetchResult(ctx context.Context, j *job, rev uint64, via string) 
 	cancel()
 	if err != nil {
 		var apiErr *falclient.APIError
-		if !errors.As(err, &apiErr) || errors.Is(err, falclient.ErrRateLimited) {
+		if !errors.As(err, &apiErr) || errors.Is(err, falclient.ErrRateLimited) || gatewayError(apiErr) {
 			return p.pollFailed(ctx, j, rev, err, "result")
 		}
 		f := classify(err, j.ModelID)
@@ -251,6 +251,14 @@ func (p *Pool) fetchResult(ctx context.Context, j *job, rev uint64, via string) 
 		return p.finishTimer(ctx, j, rev, nil, &f, via)
 	}
 	return p.finishTimer(ctx, j, rev, p.newResult(j, out), nil, via)
+}
+
+// gatewayError reports a 5xx answered by a proxy in front of fal (an HTML
+// or other non-JSON body, no x-fal-request-id): not the request's stored
+// result (fal-protocol §11.4), so the result read is retried. Found by make
+// chaos: such a 502 ended a completed job with upstream_error.
+func gatewayError(e *falclient.APIError) bool {
+	return e.StatusCode >= 500 && e.Body == nil && e.RequestID == ""
 }
 
 // expire ends a job past its deadline: cancel at fal, then a timeout error,

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"cmp"
 	"maps"
 	"slices"
 	"strings"
@@ -70,8 +69,11 @@ const (
 	QueueURLDefault = "https://queue.fal.run"
 	// RunURLDefault is fal.run_url.
 	RunURLDefault = "https://fal.run"
-	// JWKSURLDefault is fal.jwks_url.
-	JWKSURLDefault = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+	// JWKSURLDefault and JWKSURLAlphaDefault are fal.jwks_url: fal
+	// publishes its webhook keys on the current host and the one older docs
+	// give, and has not said which is authoritative (fal-protocol §11.5).
+	JWKSURLDefault      = "https://rest.fal.ai/.well-known/jwks.json"
+	JWKSURLAlphaDefault = "https://rest.alpha.fal.ai/.well-known/jwks.json"
 	// RequestTimeoutDefault is fal.request_timeout.
 	RequestTimeoutDefault = 60 * time.Second
 	// MaxAttemptsDefault is fal.max_attempts.
@@ -365,9 +367,11 @@ type Fal struct {
 	// RunURL is the base URL of fal's synchronous run API. Defaults to
 	// [RunURLDefault] ("https://fal.run").
 	RunURL string `koanf:"run_url"`
-	// JWKSURL is where fal's webhook signing keys are published. Defaults to
-	// [JWKSURLDefault].
-	JWKSURL string `koanf:"jwks_url"`
+	// JWKSURLs are where fal's webhook signing keys are published: one URL
+	// or a list; a signature verifies if a key of any set does, and
+	// verification fails closed only when none answers. Defaults to
+	// [JWKSURLDefault] and [JWKSURLAlphaDefault].
+	JWKSURLs []string `koanf:"jwks_url"`
 	// RequestTimeout bounds one HTTP attempt. Defaults to
 	// [RequestTimeoutDefault] (60s).
 	RequestTimeout time.Duration `koanf:"request_timeout"`
@@ -399,9 +403,9 @@ type Webhook struct {
 	// development only ([Config.Warnings] reports it). Defaults to
 	// [WebhookVerifyDefault] (true).
 	Verify bool `koanf:"verify"`
-	// JWKSURL overrides fal.jwks_url for verification; see
-	// [Config.WebhookJWKSURL]. Defaults to "" (use fal.jwks_url).
-	JWKSURL string `koanf:"jwks_url"`
+	// JWKSURLs override fal.jwks_url for verification; see
+	// [Config.WebhookJWKSURLs]. Defaults to none (use fal.jwks_url).
+	JWKSURLs []string `koanf:"jwks_url"`
 	// Tolerance is the accepted clock skew of a webhook's timestamp.
 	// Defaults to [WebhookToleranceDefault] (5m).
 	Tolerance time.Duration `koanf:"tolerance"`
@@ -632,7 +636,7 @@ func Default() Config {
 		Fal: Fal{
 			QueueURL:       QueueURLDefault,
 			RunURL:         RunURLDefault,
-			JWKSURL:        JWKSURLDefault,
+			JWKSURLs:       []string{JWKSURLDefault, JWKSURLAlphaDefault},
 			RequestTimeout: RequestTimeoutDefault,
 			MaxAttempts:    MaxAttemptsDefault,
 			RetryInitial:   RetryInitialDefault,
@@ -642,6 +646,7 @@ func Default() Config {
 			Listen:       WebhookListenDefault,
 			Path:         WebhookPathDefault,
 			Verify:       WebhookVerifyDefault,
+			JWKSURLs:     []string{},
 			Tolerance:    WebhookToleranceDefault,
 			MaxBodyBytes: WebhookMaxBodyBytesDefault,
 		},
@@ -704,6 +709,8 @@ func (c Config) Redacted() Config {
 	c.Subjects.ResultSubjectAllow = slices.Clone(c.Subjects.ResultSubjectAllow)
 	c.Spend.Prices = slices.Clone(c.Spend.Prices)
 	c.Spend.Budgets = slices.Clone(c.Spend.Budgets)
+	c.Fal.JWKSURLs = slices.Clone(c.Fal.JWKSURLs)
+	c.Webhook.JWKSURLs = slices.Clone(c.Webhook.JWKSURLs)
 	return c
 }
 
@@ -741,8 +748,11 @@ func (c *Config) ReservedSubjects() []string {
 	return []string{s.Requests, s.Results, s.Errors, s.Status, s.Cancel, PendingNamespace}
 }
 
-// WebhookJWKSURL returns the URL webhook signing keys are fetched from:
+// WebhookJWKSURLs returns the URLs webhook signing keys are fetched from:
 // webhook.jwks_url, else fal.jwks_url.
-func (c *Config) WebhookJWKSURL() string {
-	return cmp.Or(c.Webhook.JWKSURL, c.Fal.JWKSURL)
+func (c *Config) WebhookJWKSURLs() []string {
+	if len(c.Webhook.JWKSURLs) > 0 {
+		return c.Webhook.JWKSURLs
+	}
+	return c.Fal.JWKSURLs
 }

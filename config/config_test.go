@@ -83,7 +83,7 @@ func TestDefaults(t *testing.T) {
 		{"subjects.results", c.Subjects.Results, "fal.results"},
 		{"fal.queue_url", c.Fal.QueueURL, "https://queue.fal.run"},
 		{"fal.run_url", c.Fal.RunURL, "https://fal.run"},
-		{"fal.jwks_url", c.Fal.JWKSURL, "https://rest.alpha.fal.ai/.well-known/jwks.json"},
+		{"fal.jwks_url", c.Fal.JWKSURLs, []string{"https://rest.fal.ai/.well-known/jwks.json", "https://rest.alpha.fal.ai/.well-known/jwks.json"}},
 		{"webhook.listen", c.Webhook.Listen, ":8080"},
 		{"webhook.path", c.Webhook.Path, "/fal/webhook"},
 		{"webhook.verify", c.Webhook.Verify, true},
@@ -191,9 +191,9 @@ func TestHelpers(t *testing.T) {
 	t.Parallel()
 
 	c := Default()
-	require.Equal(t, JWKSURLDefault, c.WebhookJWKSURL())
-	c.Webhook.JWKSURL = "http://127.0.0.1:8787/.well-known/jwks.json"
-	require.Equal(t, c.Webhook.JWKSURL, c.WebhookJWKSURL())
+	require.Equal(t, []string{JWKSURLDefault, JWKSURLAlphaDefault}, c.WebhookJWKSURLs())
+	c.Webhook.JWKSURLs = []string{"http://127.0.0.1:8787/.well-known/jwks.json"}
+	require.Equal(t, c.Webhook.JWKSURLs, c.WebhookJWKSURLs())
 
 	l := Limits{MaxInFlightPerModel: 7, ModelLimits: map[string]int{"fal-ai/flux/dev": 2}}
 	require.Equal(t, 2, l.ModelLimit("fal-ai/flux/dev"))

@@ -48,7 +48,7 @@ var help = map[string]string{
 	"fal.key":             "fal API key \"<id>:<secret>\" (prefer FAL_KEY: flags show in ps)",
 	"fal.queue_url":       "base URL of fal's queue API",
 	"fal.run_url":         "base URL of fal's synchronous run API",
-	"fal.jwks_url":        "URL of fal's webhook signing keys (JWKS)",
+	"fal.jwks_url":        "URLs of fal's webhook signing keys (JWKS), comma-separated; a key of any set verifies",
 	"fal.request_timeout": "timeout of one HTTP attempt to fal",
 	"fal.max_attempts":    "attempts per fal call, the first included",
 	"fal.retry_initial":   "first retry backoff",
@@ -58,7 +58,7 @@ var help = map[string]string{
 	"webhook.public_url":     "URL at which fal reaches the webhook listener (empty: no webhooks, poll only)",
 	"webhook.path":           "route of the webhook handler",
 	"webhook.verify":         "verify webhook signatures (turn off in development only)",
-	"webhook.jwks_url":       "JWKS URL for webhook verification (empty: fal.jwks_url)",
+	"webhook.jwks_url":       "JWKS URLs for webhook verification, comma-separated (empty: fal.jwks_url)",
 	"webhook.tolerance":      "accepted clock skew of a webhook's timestamp",
 	"webhook.max_body_bytes": "largest webhook body accepted, in bytes",
 

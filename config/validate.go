@@ -115,7 +115,12 @@ func (c *Config) Validate() error {
 	}
 	v.httpURL("fal.queue_url", f.QueueURL, true)
 	v.httpURL("fal.run_url", f.RunURL, true)
-	v.httpURL("fal.jwks_url", f.JWKSURL, true)
+	if len(f.JWKSURLs) == 0 {
+		v.add("fal.jwks_url", "required: one or more absolute http(s) URLs")
+	}
+	for _, u := range f.JWKSURLs {
+		v.httpURL("fal.jwks_url", u, true)
+	}
 	v.positive("fal.request_timeout", f.RequestTimeout)
 	if f.MaxAttempts < 1 {
 		v.add("fal.max_attempts", "must be ≥ 1 (got %d)", f.MaxAttempts)
@@ -132,7 +137,9 @@ func (c *Config) Validate() error {
 	if !strings.HasPrefix(w.Path, "/") {
 		v.add("webhook.path", "must start with \"/\" (got %q)", w.Path)
 	}
-	v.httpURL("webhook.jwks_url", w.JWKSURL, false)
+	for _, u := range w.JWKSURLs {
+		v.httpURL("webhook.jwks_url", u, false)
+	}
 	v.positive("webhook.tolerance", w.Tolerance)
 	if w.MaxBodyBytes <= 0 {
 		v.add("webhook.max_body_bytes", "must be > 0 (got %d)", w.MaxBodyBytes)

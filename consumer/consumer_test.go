@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -16,6 +20,7 @@ import (
 
 	"github.com/falbridge/falbridge/config"
 	"github.com/falbridge/falbridge/consumer"
+	"github.com/falbridge/falbridge/falclient"
 	"github.com/falbridge/falbridge/internal/falsim"
 	"github.com/falbridge/falbridge/publisher"
 )
@@ -435,23 +440,95 @@ func TestRateLimitStormWithRetryAfter(t *testing.T) {
 	})
 }
 
+// gatewayClient is a fal client whose first n submits are answered by a
+// proxy in front of the simulator with a 5xx of the given kind, never
+// reaching fal: what an ingress does when it refuses a request, or when its
+// upstream failed before fal saw it. Other calls pass through.
+func gatewayClient(t *testing.T, b *testBundle, n int64, code int, rid string) (*falclient.Client, *atomic.Int64) {
+	t.Helper()
+	target, err := url.Parse(b.sim.QueueURL)
+	require.NoError(t, err)
+	left := &atomic.Int64{}
+	left.Store(n)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && !strings.Contains(r.URL.Path, "/requests/") && left.Add(-1) >= 0 {
+			if rid != "" {
+				w.Header().Set("X-Fal-Request-Id", rid)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(code)
+				_, _ = fmt.Fprintf(w, `{"detail":%q}`, http.StatusText(code))
+				return
+			}
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(code)
+			_, _ = fmt.Fprintf(w, "<html><body><center><h1>%d %s</h1></center><hr><center>nginx</center></body></html>", code, http.StatusText(code))
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := falclient.New(
+		falclient.WithKey(falclient.Key(b.cfg.Fal.Key.Reveal())),
+		falclient.WithQueueURL(srv.URL),
+		falclient.WithRunURL(b.cfg.Fal.RunURL),
+		falclient.WithJWKSURL(b.cfg.Fal.JWKSURLs...),
+		falclient.WithRetry(falclient.RetryPolicy{MaxAttempts: 2, InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond}),
+	)
+	require.NoError(t, err)
+	return c, left
+}
+
+// A 503 from the ingress (no x-fal-request-id) is fal's "not accepted":
+// the submit is retried, and every job completes with one submit each.
 func TestServerErrorBurst(t *testing.T) {
 	t.Parallel()
 	forModes(t, func(t *testing.T, mode func(*setupOpts)) {
-		b := setup(t, mode, func(o *setupOpts) { o.sim.Faults.ServerErrorRate = 1 })
-		b.startPool()
+		b := setup(t, mode)
+		gf, left := gatewayClient(t, b, 10, http.StatusServiceUnavailable, "")
+		b.start(b.newPool(gf))
 		for i := range 5 {
 			b.publish("burst", fmt.Sprintf(`{"id":"burst-%d","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`, i))
 		}
-		waitFor(t, "server errors", func() bool { return b.stats().ServerErrors >= 5 })
-		b.sim.SetFaults(falsim.Faults{})
 		for i := range 5 {
 			_, ev := b.terminal(fmt.Sprintf("burst-%d", i))
 			require.Nil(t, ev)
 		}
+		require.LessOrEqual(t, left.Load(), int64(0), "every refusal was used")
 		require.EqualValues(t, 5, b.stats().Submits)
 		b.requireSettled()
 	})
+}
+
+// Any other 5xx to a submit may follow a request fal accepted (fal-protocol
+// §11.4: nginx answers 502 when its upstream failed mid-request; a 500 or a
+// 503 with a request id came from behind the ingress): it is never
+// resubmitted. Here fal never saw the submit, so after the ambiguous wait
+// (webhook mode) or at once (polling) the job ends ambiguous_submit.
+func TestAmbiguousServerErrorIsNotResubmitted(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		code int
+		rid  string
+	}{{"502 from the ingress", 502, ""}, {"500 from fal", 500, "rid-x"}, {"503 from fal", 503, "rid-x"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			forModes(t, func(t *testing.T, mode func(*setupOpts)) {
+				b := setup(t, mode, func(o *setupOpts) {
+					o.cfg = func(c *config.Config) { c.Consumer.AmbiguousWait = 500 * time.Millisecond }
+				})
+				gf, _ := gatewayClient(t, b, 1, tc.code, tc.rid)
+				b.start(b.newPool(gf))
+				b.publish("amb", `{"id":"amb-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
+				_, ev := b.terminal("amb-1")
+				require.NotNil(t, ev)
+				require.Equal(t, publisher.CodeAmbiguousSubmit, ev.Code, ev.Message)
+				require.Zero(t, b.stats().Submits, "never resubmitted")
+				require.Equal(t, 1, b.terminalCount("amb-1"))
+			})
+		})
+	}
 }
 
 func TestRetriesExhaustedEndInError(t *testing.T) {

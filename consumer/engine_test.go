@@ -457,3 +457,39 @@ func TestGatewayErrorOnResultIsRetried(t *testing.T) {
 	require.Nil(t, ev, "%+v", ev)
 	b.requireFalOutput(res)
 }
+
+// optionsFal records the options of each submit.
+type optionsFal struct {
+	consumer.Fal
+	mu   sync.Mutex
+	seen []falclient.SubmitOptions
+}
+
+func (o *optionsFal) Submit(ctx context.Context, model string, input any, opts falclient.SubmitOptions) (*falclient.SubmitResponse, error) {
+	o.mu.Lock()
+	o.seen = append(o.seen, opts)
+	o.mu.Unlock()
+	return o.Fal.Submit(ctx, model, input, opts)
+}
+
+// A trigger's fal request options reach fal as its headers, and a start
+// deadline fal enforces (a stored 504 "user" timeout) ends the job with
+// error timeout, at once and without a retry.
+func TestTriggerRequestOptionsReachFal(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *setupOpts) { o.sim.Concurrency = 1 })
+	of := &optionsFal{Fal: b.fal}
+	b.start(b.newPool(of))
+	b.publish("o", `{"id":"opt-blocker","model_id":"fal-ai/flux/dev","input":{"prompt":"p","_sim":{"latency_ms":3000}}}`)
+	require.Eventually(t, func() bool { of.mu.Lock(); defer of.mu.Unlock(); return len(of.seen) == 1 }, 5*time.Second, 10*time.Millisecond)
+	b.publish("o", `{"id":"opt-1","model_id":"fal-ai/flux/dev","start_timeout":"300ms","media_expires_in":"2h","input":{"prompt":"p"}}`)
+	_, ev := b.terminal("opt-1")
+	require.NotNil(t, ev)
+	require.Equal(t, publisher.CodeTimeout, ev.Code, ev.Message)
+	require.Equal(t, 1, b.terminalCount("opt-1"))
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	require.Len(t, of.seen, 2, "one submit per trigger: a stored timeout is final")
+	require.Equal(t, 300*time.Millisecond, of.seen[1].StartTimeout)
+	require.Equal(t, 2*time.Hour, of.seen[1].ObjectExpiration)
+}

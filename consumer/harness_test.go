@@ -89,13 +89,13 @@ func setup(t testing.TB, mods ...func(*setupOpts)) *testBundle {
 	cfg.Fal.Key = "test-id:test-secret"
 	cfg.Fal.QueueURL = b.sim.QueueURL
 	cfg.Fal.RunURL = b.sim.RunURL
-	cfg.Fal.JWKSURL = b.sim.JWKSURL
+	cfg.Fal.JWKSURLs = []string{b.sim.JWKSURL}
 	cfg.Fal.MaxAttempts = 2
 	cfg.Fal.RetryInitial = 10 * time.Millisecond
 	cfg.Fal.RetryMax = 50 * time.Millisecond
 	cfg.Fal.RequestTimeout = 5 * time.Second
 	cfg.Webhook.PublicURL = b.webhook.URL
-	cfg.Webhook.JWKSURL = b.sim.JWKSURL
+	cfg.Webhook.JWKSURLs = []string{b.sim.JWKSURL}
 	if o.noWebhook {
 		cfg.Webhook.PublicURL = ""
 	}
@@ -116,7 +116,7 @@ func setup(t testing.TB, mods ...func(*setupOpts)) *testBundle {
 		falclient.WithKey(falclient.Key(cfg.Fal.Key.Reveal())),
 		falclient.WithQueueURL(cfg.Fal.QueueURL),
 		falclient.WithRunURL(cfg.Fal.RunURL),
-		falclient.WithJWKSURL(cfg.Fal.JWKSURL),
+		falclient.WithJWKSURL(cfg.Fal.JWKSURLs...),
 		falclient.WithRequestTimeout(cfg.Fal.RequestTimeout),
 		falclient.WithRetry(falclient.RetryPolicy{MaxAttempts: cfg.Fal.MaxAttempts, InitialInterval: cfg.Fal.RetryInitial, MaxInterval: cfg.Fal.RetryMax}),
 	)

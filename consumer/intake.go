@@ -391,7 +391,12 @@ func (p *Pool) submitQueue(ctx context.Context, d *delivery, t *publisher.Trigge
 	// One attempt per delivery: a refused submit is recorded as retry
 	// before any back-off (submitFailed), so that a crash while waiting
 	// is not taken for a crash after fal accepted it.
-	opts := falclient.SubmitOptions{Priority: falclient.Priority(t.Priority), MaxAttempts: 1}
+	opts := falclient.SubmitOptions{
+		Priority:         falclient.Priority(t.Priority),
+		StartTimeout:     time.Duration(t.StartTimeout),
+		ObjectExpiration: time.Duration(t.MediaExpiresIn),
+		MaxAttempts:      1,
+	}
 	if p.webhookBase != "" {
 		opts.WebhookURL = p.webhookURL(j.ID)
 		j.Webhook = true
@@ -476,7 +481,11 @@ func (p *Pool) runDirect(ctx context.Context, d *delivery, t *publisher.Trigger,
 	)
 	// One attempt per delivery, as for submits: a refusal goes through
 	// submitFailed and is recorded before the back-off.
-	runOnce := falclient.RunOptions{MaxAttempts: 1}
+	runOnce := falclient.RunOptions{
+		StartTimeout:     time.Duration(t.StartTimeout),
+		ObjectExpiration: time.Duration(t.MediaExpiresIn),
+		MaxAttempts:      1,
+	}
 	if j.Mode == publisher.ModeStream {
 		out, err = p.fal.Stream(rctx, j.ModelID, t.Input, runOnce, func(ev json.RawMessage) error {
 			p.emit.publishStatus(&publisher.Status{ID: j.ID, State: publisher.StatePartial, Partial: ev, At: p.now().UTC()})

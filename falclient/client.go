@@ -18,8 +18,14 @@ const (
 	QueueURLDefault = "https://queue.fal.run"
 	// RunURLDefault is fal's synchronous run host (run, stream).
 	RunURLDefault = "https://fal.run"
-	// JWKSURLDefault serves the public keys of fal's webhook signatures.
-	JWKSURLDefault = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+	// JWKSURLDefault serves the public keys of fal's webhook signatures
+	// (the current host).
+	JWKSURLDefault = "https://rest.fal.ai/.well-known/jwks.json"
+	// JWKSURLAlphaDefault is the host older fal docs give for the same
+	// keys. fal has not said which one is authoritative (fal-protocol
+	// §11.5), so verifiers fetch both by default: a key verifies if either
+	// set holds it.
+	JWKSURLAlphaDefault = "https://rest.alpha.fal.ai/.well-known/jwks.json"
 
 	// MaxAttemptsDefault is the default [RetryPolicy.MaxAttempts].
 	MaxAttemptsDefault = 5
@@ -113,7 +119,7 @@ type options struct {
 	keySet          bool
 	queueURL        string
 	runURL          string
-	jwksURL         string
+	jwksURLs        []string
 	httpClient      *http.Client
 	maxConnsPerHost int
 	retry           RetryPolicy
@@ -191,12 +197,25 @@ func WithRunURL(u string) Option {
 	}
 }
 
-// WithJWKSURL sets the URL of the webhook JWKS (default [JWKSURLDefault]),
-// used by [Client.Verifier]. It must be an absolute http(s) URL.
-func WithJWKSURL(u string) Option {
-	return func(o *options) (err error) {
-		o.jwksURL, err = checkAbsURL("WithJWKSURL", u, true)
-		return err
+// WithJWKSURL sets the URLs of the webhook JWKS (default
+// [JWKSURLDefault] and [JWKSURLAlphaDefault]), used by [Client.Verifier]:
+// a signature verifies if a key of any of them does. Each must be an
+// absolute http(s) URL; at least one is required.
+func WithJWKSURL(urls ...string) Option {
+	return func(o *options) error {
+		if len(urls) == 0 {
+			return invalid("WithJWKSURL", "needs at least one URL")
+		}
+		out := make([]string, 0, len(urls))
+		for _, u := range urls {
+			v, err := checkAbsURL("WithJWKSURL", u, true)
+			if err != nil {
+				return err
+			}
+			out = append(out, v)
+		}
+		o.jwksURLs = out
+		return nil
 	}
 }
 
@@ -334,7 +353,7 @@ type Client struct {
 	key        Key
 	queueURL   string
 	runURL     string
-	jwksURL    string
+	jwksURLs   []string
 	hc         *http.Client
 	retry      RetryPolicy
 	reqTimeout time.Duration
@@ -362,7 +381,7 @@ func New(opts ...Option) (*Client, error) {
 	o := options{
 		queueURL:        QueueURLDefault,
 		runURL:          RunURLDefault,
-		jwksURL:         JWKSURLDefault,
+		jwksURLs:        []string{JWKSURLDefault, JWKSURLAlphaDefault},
 		maxConnsPerHost: MaxConnsPerHostDefault,
 		retry:           DefaultRetryPolicy(),
 		requestTimeout:  RequestTimeoutDefault,
@@ -396,7 +415,7 @@ func New(opts ...Option) (*Client, error) {
 		key:        o.key,
 		queueURL:   strings.TrimRight(o.queueURL, "/"),
 		runURL:     strings.TrimRight(o.runURL, "/"),
-		jwksURL:    o.jwksURL,
+		jwksURLs:   o.jwksURLs,
 		hc:         hc,
 		retry:      o.retry,
 		reqTimeout: o.requestTimeout,
@@ -437,7 +456,7 @@ func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 // use and shared.
 func (c *Client) Verifier() *Verifier {
 	c.verifierOnce.Do(func() {
-		v, err := NewVerifier(VerifierOptions{JWKSURL: c.jwksURL, HTTPClient: c.hc, Now: c.now})
+		v, err := NewVerifier(VerifierOptions{JWKSURLs: c.jwksURLs, HTTPClient: c.hc, Now: c.now})
 		if err != nil {
 			// Cannot happen: the JWKS URL and clock were validated by New.
 			panic(err)

@@ -29,6 +29,8 @@ func TestNewInvalidOptions(t *testing.T) {
 		{"WithRunURL", falclient.WithRunURL("::bad")},
 		{"WithRunURL", falclient.WithRunURL("")},
 		{"WithJWKSURL", falclient.WithJWKSURL("jwks.json")},
+		{"WithJWKSURL", falclient.WithJWKSURL()},
+		{"WithJWKSURL", falclient.WithJWKSURL("https://rest.fal.ai/.well-known/jwks.json", "ftp://x/jwks.json")},
 		{"WithHTTPClient", falclient.WithHTTPClient(nil)},
 		{"WithMaxConnsPerHost", falclient.WithMaxConnsPerHost(0)},
 		{"WithRetry", falclient.WithRetry(falclient.RetryPolicy{MaxAttempts: -1})},
@@ -108,7 +110,7 @@ func TestSubmitRequest(t *testing.T) {
 	require.Equal(t, "1", h.Get("X-Fal-No-Retry"))
 	require.JSONEq(t, `{"expiration_duration_seconds":3600}`, h.Get("X-Fal-Object-Lifecycle-Preference"))
 	require.Equal(t, "0", h.Get("X-Fal-Store-IO"))
-	require.Equal(t, "true", h.Get("X-Fal-Disable-Fallbacks"))
+	require.Equal(t, "true", h.Get("X-App-Fal-Disable-Fallback"))
 	require.Equal(t, "v", h.Get("X-Custom"))
 	require.Empty(t, h.Get("Idempotency-Key"))
 }
@@ -124,7 +126,7 @@ func TestSubmitMinimalHeaders(t *testing.T) {
 	require.Empty(t, r.RawQuery)
 	require.Equal(t, "{}", string(r.Body))
 	require.Equal(t, "30", r.Header.Get("X-Fal-Request-Timeout"))
-	for _, k := range []string{"X-Fal-Queue-Priority", "X-Fal-Runner-Hint", "X-Fal-No-Retry", "X-Fal-Object-Lifecycle-Preference", "X-Fal-Store-Io", "X-Fal-Disable-Fallbacks"} {
+	for _, k := range []string{"X-Fal-Queue-Priority", "X-Fal-Runner-Hint", "X-Fal-No-Retry", "X-Fal-Object-Lifecycle-Preference", "X-Fal-Store-Io", "X-App-Fal-Disable-Fallback", "X-Fal-Disable-Fallbacks"} {
 		require.Empty(t, r.Header.Get(k), k)
 	}
 }
@@ -143,6 +145,7 @@ func TestSubmitInvalidArguments(t *testing.T) {
 		{"bad model", "fal-ai//flux", nil, falclient.SubmitOptions{}, falclient.ErrInvalidModelID},
 		{"priority", "fal-ai/flux/dev", nil, falclient.SubmitOptions{Priority: "high"}, falclient.ErrInvalidOption},
 		{"start timeout", "fal-ai/flux/dev", nil, falclient.SubmitOptions{StartTimeout: -1}, falclient.ErrInvalidOption},
+		{"start timeout too short", "fal-ai/flux/dev", nil, falclient.SubmitOptions{StartTimeout: 100 * time.Millisecond}, falclient.ErrInvalidOption},
 		{"expiration", "fal-ai/flux/dev", nil, falclient.SubmitOptions{ObjectExpiration: 10 * time.Millisecond}, falclient.ErrInvalidOption},
 		{"webhook", "fal-ai/flux/dev", nil, falclient.SubmitOptions{WebhookURL: "/relative"}, falclient.ErrInvalidOption},
 		{"runner hint", "fal-ai/flux/dev", nil, falclient.SubmitOptions{RunnerHint: "a\r\nX-Evil: 1"}, falclient.ErrInvalidOption},

@@ -33,7 +33,7 @@ type SubmitOptions struct {
 	NoRetry          bool          // X-Fal-No-Retry: 1 (no server-side queue retries)
 	ObjectExpiration time.Duration // X-Fal-Object-Lifecycle-Preference {"expiration_duration_seconds":N}; ≥ 1s, whole seconds (rounded down); 0 sends nothing
 	StoreIO          *bool         // X-Fal-Store-IO: 1 or 0; nil sends nothing
-	DisableFallbacks bool          // x-fal-disable-fallbacks: true
+	DisableFallbacks bool          // x-app-fal-disable-fallback: true (fal-protocol §11; the older x-fal-disable-fallbacks is no longer read)
 	// MaxAttempts bounds the attempts of this call, the first included,
 	// below the client's [RetryPolicy.MaxAttempts] (0 keeps the policy; 1
 	// disables client-side retries). A caller that records each refusal
@@ -81,26 +81,37 @@ func (o SubmitOptions) build() (http.Header, string, error) {
 	if o.MaxAttempts < 0 {
 		return nil, "", invalid("SubmitOptions.MaxAttempts", "must be ≥ 0 (got %d)", o.MaxAttempts)
 	}
-	switch {
-	case o.ObjectExpiration < 0 || (o.ObjectExpiration > 0 && o.ObjectExpiration < time.Second):
-		return nil, "", invalid("SubmitOptions.ObjectExpiration", "must be 0 or ≥ 1s (got %s)", o.ObjectExpiration)
-	case o.ObjectExpiration > 0:
-		h.Set("X-Fal-Object-Lifecycle-Preference",
-			`{"expiration_duration_seconds":`+strconv.FormatInt(int64(o.ObjectExpiration/time.Second), 10)+`}`)
+	if err := setObjectExpiration(h, "SubmitOptions.ObjectExpiration", o.ObjectExpiration); err != nil {
+		return nil, "", err
 	}
 	if o.StoreIO != nil {
 		h.Set("X-Fal-Store-IO", map[bool]string{true: "1", false: "0"}[*o.StoreIO])
 	}
 	if o.DisableFallbacks {
-		h.Set("X-Fal-Disable-Fallbacks", "true")
+		h.Set("X-App-Fal-Disable-Fallback", "true")
 	}
 	return h, query, nil
+}
+
+// setObjectExpiration sets how long fal keeps the output media on its CDN.
+func setObjectExpiration(h http.Header, name string, d time.Duration) error {
+	switch {
+	case d < 0 || (d > 0 && d < time.Second):
+		return invalid(name, "must be 0 or ≥ 1s (got %s)", d)
+	case d > 0:
+		h.Set("X-Fal-Object-Lifecycle-Preference",
+			`{"expiration_duration_seconds":`+strconv.FormatInt(int64(d/time.Second), 10)+`}`)
+	}
+	return nil
 }
 
 func setStartTimeout(h http.Header, name string, d time.Duration) error {
 	switch {
 	case d < 0:
 		return invalid(name, "must be ≥ 0 (got %s)", d)
+	case d > 0 && d <= 100*time.Millisecond:
+		// fal refuses a start deadline of 0.1s or less.
+		return invalid(name, "must be 0 or more than 100ms (got %s)", d)
 	case d > 0:
 		h.Set("X-Fal-Request-Timeout", strconv.FormatFloat(d.Seconds(), 'f', -1, 64))
 	}
@@ -153,9 +164,11 @@ type SubmitResponse struct {
 //
 // Submit never creates a job twice. It retries (see [RetryPolicy]) only when
 // fal certainly did not accept the request: the request was never written in
-// full (dial, DNS, TLS errors), or fal answered 429, 502 or 503. A timeout,
-// reset or EOF after the request was written, a 504, or an unreadable 2xx
-// body returns an error wrapping [ErrAmbiguousSubmit] and the cause. Other
+// full (dial, DNS, TLS errors), or fal answered 429, or 503 without an
+// x-fal-request-id (the ingress refused it). A timeout, reset or EOF after
+// the request was written, any other 5xx (a 502 can follow a request that
+// reached fal), or an unreadable 2xx body returns an error wrapping
+// [ErrAmbiguousSubmit] and the cause. Other
 // answers return an *APIError (see [APIError.Is]). A malformed model id wraps
 // [ErrInvalidModelID], bad options [ErrInvalidOption].
 func (c *Client) Submit(ctx context.Context, model string, input any, opts SubmitOptions) (*SubmitResponse, error) {

@@ -112,9 +112,29 @@ func retryIdempotent(err error) bool {
 }
 
 // retrySubmit is the rule of submit: only when fal certainly did not accept
-// the request — it was never written in full, or fal answered 429, 502 or 503.
+// the request — it was never written in full, or fal answered 429, or 503
+// without an x-fal-request-id (fal-protocol §11.4: the ingress refused it).
+// A 502 can follow a request that reached fal (nginx answers it when the
+// upstream failed mid-request), and a 503 carrying a request id came from
+// behind the ingress: both leave it unknown whether the job exists.
 func retrySubmit(err error) bool {
-	return retryUnsent(err, http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable)
+	var ae *APIError
+	if errors.As(err, &ae) && !submitRefused(ae) {
+		return false
+	}
+	return retryUnsent(err, http.StatusTooManyRequests, http.StatusServiceUnavailable)
+}
+
+// submitRefused reports whether a submit's error answer certainly created
+// no job: any 4xx, and a 503 without an x-fal-request-id.
+func submitRefused(ae *APIError) bool {
+	switch {
+	case ae.StatusCode < 500:
+		return true
+	case ae.StatusCode == http.StatusServiceUnavailable:
+		return ae.RequestID == ""
+	}
+	return false
 }
 
 // retryRun is the rule of run and stream: a second run is a second bill, so
@@ -151,7 +171,10 @@ func ambiguousSubmit(err error) bool {
 	}
 	var ae *APIError
 	if errors.As(err, &ae) {
-		return ae.StatusCode == http.StatusGatewayTimeout && !ae.timeout()
+		// A 5xx after the request was written, unless it is one fal
+		// certainly answered without creating a job (submitRefused) or
+		// the caller's own start timeout.
+		return !submitRefused(ae) && !ae.timeout()
 	}
 	return false
 }

@@ -48,6 +48,7 @@ func TestRetryByOperation(t *testing.T) {
 	)
 	user := map[string]string{"X-Fal-Request-Timeout-Type": "user"}
 	noRetry := map[string]string{"X-Fal-Retryable": "false"}
+	withRID := map[string]string{"X-Fal-Request-Id": "rid-1"}
 	type op string
 	const (
 		opSubmit op = "submit"
@@ -86,12 +87,16 @@ func TestRetryByOperation(t *testing.T) {
 		{opResult, 503, nil, detail, 4, falclient.ErrUpstream, false},
 		{opResult, 499, nil, `{"detail":"cancelled","error_type":"client_cancelled"}`, 1, falclient.ErrCanceled, false},
 		{opCancel, 503, nil, nginx, 4, falclient.ErrUpstream, false},
-		// submit: only 429, 502, 503; 504 is ambiguous.
+		// submit: only 429 and 503 without x-fal-request-id (fal-protocol
+		// §11.4); any other 5xx may follow an accepted request: ambiguous.
 		{opSubmit, 429, nil, detail, 4, falclient.ErrRateLimited, false},
-		{opSubmit, 502, nil, nginx, 4, falclient.ErrUpstream, false},
+		{opSubmit, 502, nil, nginx, 1, falclient.ErrUpstream, true},
+		{opSubmit, 503, nil, nginx, 4, falclient.ErrUpstream, false},
 		{opSubmit, 503, nil, detail, 4, falclient.ErrUpstream, false},
+		{opSubmit, 503, withRID, detail, 1, falclient.ErrUpstream, true},
 		{opSubmit, 503, noRetry, detail, 1, falclient.ErrUpstream, false},
-		{opSubmit, 500, nil, detail, 1, falclient.ErrUpstream, false},
+		{opSubmit, 500, nil, detail, 1, falclient.ErrUpstream, true},
+		{opSubmit, 500, withRID, detail, 1, falclient.ErrUpstream, true},
 		{opSubmit, 504, nil, nginx, 1, falclient.ErrUpstream, true},
 		{opSubmit, 504, user, `{"detail":"Request timed out","error_type":"request_timeout"}`, 1, falclient.ErrTimeout, false},
 		{opSubmit, 408, nil, detail, 1, falclient.ErrBadRequest, false},

@@ -15,7 +15,8 @@ import (
 // RunOptions are the optional parameters of [Client.Run] and
 // [Client.Stream].
 type RunOptions struct {
-	StartTimeout time.Duration // X-Fal-Request-Timeout in decimal seconds; 0 sends nothing
+	StartTimeout     time.Duration // X-Fal-Request-Timeout in decimal seconds; 0 sends nothing
+	ObjectExpiration time.Duration // X-Fal-Object-Lifecycle-Preference, as [SubmitOptions.ObjectExpiration]
 	// MaxAttempts caps the attempts of this call below the client's
 	// policy, as [SubmitOptions.MaxAttempts] does (0 keeps the policy).
 	MaxAttempts int
@@ -29,6 +30,9 @@ func (o RunOptions) build() (http.Header, error) {
 		return nil, err
 	}
 	if err := setStartTimeout(h, "RunOptions.StartTimeout", o.StartTimeout); err != nil {
+		return nil, err
+	}
+	if err := setObjectExpiration(h, "RunOptions.ObjectExpiration", o.ObjectExpiration); err != nil {
 		return nil, err
 	}
 	if o.MaxAttempts < 0 {

@@ -718,7 +718,7 @@ func TestSimStartTimeout(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.c.Cancel(context.Background(), model, blocker.RequestID) })
 
-	sub, err := b.c.Submit(ctx, model, map[string]any{"prompt": "waits"}, falclient.SubmitOptions{StartTimeout: 100 * time.Millisecond})
+	sub, err := b.c.Submit(ctx, model, map[string]any{"prompt": "waits"}, falclient.SubmitOptions{StartTimeout: 200 * time.Millisecond})
 	require.NoError(t, err)
 	st := b.wait(t, model, sub.RequestID)
 	require.True(t, st.Done())

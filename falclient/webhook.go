@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -151,7 +152,14 @@ const (
 
 // VerifierOptions configure a [Verifier]. Zero fields take their defaults.
 type VerifierOptions struct {
-	JWKSURL    string           // default JWKSURLDefault; must be an absolute http(s) URL
+	// JWKSURLs are the key sets fetched; a signature verifies if a key of
+	// any of them does, and verification fails closed only when none of
+	// them answers. Default [JWKSURLDefault] and [JWKSURLAlphaDefault]
+	// (fal-protocol §11.5). Each must be an absolute http(s) URL.
+	JWKSURLs []string
+	// JWKSURL, if set, is fetched before JWKSURLs (one URL, as before
+	// JWKSURLs existed).
+	JWKSURL    string
 	HTTPClient *http.Client     // default a client with a 10s timeout; each fetch is also bounded to 10s
 	Tolerance  time.Duration    // accepted |now − timestamp|; default 5m
 	CacheTTL   time.Duration    // how long fetched keys are used; default 24h
@@ -164,7 +172,7 @@ type VerifierOptions struct {
 // Verifier checks fal's webhook signatures against the keys of fal's JWKS.
 // It is safe for concurrent use; keys are cached and fetches are shared.
 type Verifier struct {
-	url     string
+	urls    []string
 	hc      *http.Client
 	tol     time.Duration
 	ttl     time.Duration
@@ -194,18 +202,28 @@ type jwksFetch struct {
 // Verify.
 func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 	v := &Verifier{
-		url:     opts.JWKSURL,
 		hc:      opts.HTTPClient,
 		tol:     opts.Tolerance,
 		ttl:     opts.CacheTTL,
 		refetch: opts.RefetchInterval,
 		now:     opts.Now,
 	}
-	if v.url == "" {
-		v.url = JWKSURLDefault
+	if opts.JWKSURL != "" {
+		if _, err := checkAbsURL("VerifierOptions.JWKSURL", opts.JWKSURL, true); err != nil {
+			return nil, err
+		}
+		v.urls = append(v.urls, opts.JWKSURL)
 	}
-	if _, err := checkAbsURL("VerifierOptions.JWKSURL", v.url, true); err != nil {
-		return nil, err
+	for _, u := range opts.JWKSURLs {
+		if _, err := checkAbsURL("VerifierOptions.JWKSURLs", u, true); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(v.urls, u) {
+			v.urls = append(v.urls, u)
+		}
+	}
+	if len(v.urls) == 0 {
+		v.urls = []string{JWKSURLDefault, JWKSURLAlphaDefault}
 	}
 	switch {
 	case v.tol < 0:
@@ -372,12 +390,44 @@ func (v *Verifier) getKeys(ctx context.Context, force bool, tried uint64) ([]ed2
 	return nil, 0, f.err
 }
 
-// fetch downloads and parses the JWKS. It is not bound to the caller's
+// fetch downloads every key set at once and returns the union of their
+// keys. One set that fails is no failure while another answered (fal
+// serves the keys from two hosts, fal-protocol §11.5); the error says why
+// each failed only when none answered. It is not bound to the caller's
 // cancellation (other callers may share it), only to a 10s timeout.
 func (v *Verifier) fetch(ctx context.Context) ([]ed25519.PublicKey, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jwksFetchTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.url, nil)
+	keys := make([][]ed25519.PublicKey, len(v.urls))
+	errs := make([]error, len(v.urls))
+	var wg sync.WaitGroup
+	for i, u := range v.urls {
+		wg.Go(func() { keys[i], errs[i] = v.fetchOne(ctx, u) })
+	}
+	wg.Wait()
+	var all []ed25519.PublicKey
+	for _, ks := range keys {
+		for _, k := range ks {
+			if !slices.ContainsFunc(all, func(o ed25519.PublicKey) bool { return o.Equal(k) }) {
+				all = append(all, k)
+			}
+		}
+	}
+	if len(all) > 0 {
+		return all, nil
+	}
+	if len(v.urls) == 1 {
+		return nil, errs[0]
+	}
+	for i, err := range errs {
+		errs[i] = fmt.Errorf("%s: %w", v.urls[i], err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// fetchOne downloads and parses one JWKS.
+func (v *Verifier) fetchOne(ctx context.Context, url string) ([]ed25519.PublicKey, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -428,10 +428,58 @@ func TestVerifierJWKSErrors(t *testing.T) {
 	})
 }
 
+// TestVerifierTwoHosts: fal's keys are published on two hosts and it is not
+// said which is authoritative (fal-protocol §11.5). A key verifies if either
+// set holds it; one host down is no failure; both down fails closed.
+func TestVerifierTwoHosts(t *testing.T) {
+	t.Parallel()
+	pubA, privA := newKey(t)
+	pubB, privB := newKey(t)
+	body := []byte(`{"request_id":"r"}`)
+	tests := []struct {
+		name           string
+		current, alpha int // HTTP status of each host
+		priv           ed25519.PrivateKey
+		ok             bool
+	}{
+		{"key on the current host", 200, 200, privA, true},
+		{"key on the old host only", 200, 200, privB, true},
+		{"current host down", 503, 200, privB, true},
+		{"old host down", 200, 503, privA, true},
+		{"key only on the host that is down", 200, 503, privB, false},
+		{"both down", 503, 503, privA, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cur, old := newJWKS(t, pubA), newJWKS(t, pubB)
+			old.padded = true // fal serves some keys with "=" padding
+			cur.status, old.status = tt.current, tt.alpha
+			v, err := falclient.NewVerifier(falclient.VerifierOptions{JWKSURLs: []string{cur.URL, old.URL}})
+			require.NoError(t, err)
+			rid, err := v.Verify(context.Background(), signed(tt.priv, "r", "u", time.Now(), body), body)
+			if tt.ok {
+				require.NoError(t, err)
+				require.Equal(t, "r", rid)
+			} else {
+				require.ErrorIs(t, err, falclient.ErrWebhookSignature)
+			}
+			if tt.current != 200 && tt.alpha != 200 {
+				require.ErrorIs(t, err, falclient.ErrJWKS)
+				require.Contains(t, err.Error(), cur.URL, "the error names each host that failed")
+				require.Contains(t, err.Error(), old.URL)
+			}
+			require.Positive(t, cur.fetches.Load())
+			require.Positive(t, old.fetches.Load())
+		})
+	}
+}
+
 func TestNewVerifierInvalid(t *testing.T) {
 	t.Parallel()
 	for name, o := range map[string]falclient.VerifierOptions{
 		"VerifierOptions.JWKSURL":         {JWKSURL: "not a url"},
+		"VerifierOptions.JWKSURLs":        {JWKSURLs: []string{"https://rest.fal.ai/.well-known/jwks.json", "/relative"}},
 		"VerifierOptions.Tolerance":       {Tolerance: -1},
 		"VerifierOptions.CacheTTL":        {CacheTTL: -1},
 		"VerifierOptions.RefetchInterval": {RefetchInterval: -1},

@@ -118,7 +118,22 @@ type Trigger struct {
 	// as an id ([ValidID], at most [MaxTenantLen] characters). Optional; ""
 	// is a tenant of its own.
 	Tenant string `json:"tenant,omitempty"`
+	// StartTimeout is fal's start deadline for a queued job (sent as
+	// X-Fal-Request-Timeout): if no runner has started it by then, fal
+	// ends it with a stored 504 and the job ends with error "timeout".
+	// More than [MinStartTimeout]; 0 sends nothing (fal's default).
+	// Queue mode only; sync and stream runs send it too.
+	StartTimeout Duration `json:"start_timeout,omitempty"`
+	// MediaExpiresIn is how long fal keeps the job's output media on its
+	// CDN (sent as X-Fal-Object-Lifecycle-Preference): whole seconds, at
+	// least 1s; 0 sends nothing (fal's default retention). Copy outputs
+	// you need for longer.
+	MediaExpiresIn Duration `json:"media_expires_in,omitempty"`
 }
+
+// MinStartTimeout is fal's floor for [Trigger.StartTimeout]: the start
+// deadline must be more than this.
+const MinStartTimeout = 100 * time.Millisecond
 
 // Result is the result event, published on "<results prefix>.<id>".
 type Result struct {

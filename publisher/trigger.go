@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/falbridge/falbridge/internal/subject"
@@ -18,6 +19,7 @@ var reservedKeys = map[string]bool{
 	"id": true, "model_id": true, "model": true, "input": true, "mode": true,
 	"result_subject": true, "metadata": true, "priority": true, "timeout": true,
 	"progress": true, "tenant": true, "input_params": true, "image_input": true, "use_streaming": true,
+	"start_timeout": true, "media_expires_in": true,
 }
 
 // DecodeTrigger decodes and validates a trigger body and returns its
@@ -168,6 +170,24 @@ func DecodeTrigger(body []byte) (*Trigger, error) {
 		}
 		if t.Tenant != "" && (!ValidID(t.Tenant) || len(t.Tenant) > MaxTenantLen) {
 			return nil, triggerErr("tenant", fmt.Sprintf("must be 1 to %d characters, each a letter, digit, '-' or '_' (got %q)", MaxTenantLen, t.Tenant))
+		}
+	}
+
+	// start_timeout, media_expires_in: fal's request options
+	if v, ok := raw["start_timeout"]; ok {
+		if err := t.StartTimeout.UnmarshalJSON(v); err != nil {
+			return nil, triggerErr("start_timeout", err.Error())
+		}
+		if t.StartTimeout != 0 && time.Duration(t.StartTimeout) <= MinStartTimeout {
+			return nil, triggerErr("start_timeout", fmt.Sprintf("must be more than %s, fal's minimum (got %s)", MinStartTimeout, time.Duration(t.StartTimeout)))
+		}
+	}
+	if v, ok := raw["media_expires_in"]; ok {
+		if err := t.MediaExpiresIn.UnmarshalJSON(v); err != nil {
+			return nil, triggerErr("media_expires_in", err.Error())
+		}
+		if d := time.Duration(t.MediaExpiresIn); d != 0 && (d < time.Second || d%time.Second != 0) {
+			return nil, triggerErr("media_expires_in", fmt.Sprintf("must be whole seconds, at least 1s (got %s)", d))
 		}
 	}
 

@@ -205,7 +205,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	simURL := "http://" + ln.Addr().String()
 	cfg.Fal.QueueURL = simURL
 	cfg.Fal.RunURL = simURL + "/run"
-	cfg.Fal.JWKSURL = simURL + "/.well-known/jwks.json"
+	// Both key-set paths, as falbridge fetches both of fal's hosts.
+	cfg.Fal.JWKSURLs = []string{simURL + "/.well-known/jwks.json", simURL + "/alpha/.well-known/jwks.json"}
 	if !cfg.Fal.Key.IsSet() {
 		cfg.Fal.Key = "falbridge-dev:simulator"
 	}

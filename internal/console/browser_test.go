@@ -48,7 +48,7 @@ func devService(t *testing.T, sim *falsim.TestServer, mod func(*config.Config)) 
 	cfg.NATS.Embedded.StoreDir = t.TempDir()
 	cfg.Webhook.Listen, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Fal.Key = "console-test:secret"
-	cfg.Fal.QueueURL, cfg.Fal.RunURL, cfg.Fal.JWKSURL = sim.QueueURL, sim.RunURL, sim.JWKSURL
+	cfg.Fal.QueueURL, cfg.Fal.RunURL, cfg.Fal.JWKSURLs = sim.QueueURL, sim.RunURL, []string{sim.JWKSURL}
 	cfg.Shutdown.GracePeriod = 5 * time.Second
 	if mod != nil {
 		mod(&cfg)

@@ -126,7 +126,9 @@ func TestPagesAtScale(t *testing.T) {
 				sampleDone = id
 			}
 		}
-		if len(acks) >= 4000 {
+		// Well under the async publish window (4,000 by default): past it
+		// PublishAsync stalls, and under load fails after 200ms.
+		if len(acks) >= 1000 {
 			flush()
 		}
 	}

@@ -88,7 +88,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 		falclient.WithKey(falclient.Key(cfg.Fal.Key.Reveal())),
 		falclient.WithQueueURL(cfg.Fal.QueueURL),
 		falclient.WithRunURL(cfg.Fal.RunURL),
-		falclient.WithJWKSURL(cfg.WebhookJWKSURL()),
+		falclient.WithJWKSURL(cfg.WebhookJWKSURLs()...),
 		falclient.WithRequestTimeout(cfg.Fal.RequestTimeout),
 		falclient.WithRetry(falclient.RetryPolicy{MaxAttempts: cfg.Fal.MaxAttempts, InitialInterval: cfg.Fal.RetryInitial, MaxInterval: cfg.Fal.RetryMax}),
 		falclient.WithMaxConnsPerHost(max(cfg.Limits.Workers*2, 16)),
@@ -97,7 +97,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("fal client: %w", err)
 	}
-	verifier, err := falclient.NewVerifier(falclient.VerifierOptions{JWKSURL: cfg.WebhookJWKSURL(), Tolerance: cfg.Webhook.Tolerance})
+	verifier, err := falclient.NewVerifier(falclient.VerifierOptions{JWKSURLs: cfg.WebhookJWKSURLs(), Tolerance: cfg.Webhook.Tolerance})
 	if err != nil {
 		return fmt.Errorf("webhook verifier: %w", err)
 	}

@@ -40,7 +40,7 @@ func runService(t *testing.T, srv *natstest.Server, sim *falsim.TestServer, webh
 	cfg := config.Default()
 	cfg.NATS.URL = srv.ClientURL()
 	cfg.Fal.Key = falKey
-	cfg.Fal.QueueURL, cfg.Fal.RunURL, cfg.Fal.JWKSURL = sim.QueueURL, sim.RunURL, sim.JWKSURL
+	cfg.Fal.QueueURL, cfg.Fal.RunURL, cfg.Fal.JWKSURLs = sim.QueueURL, sim.RunURL, []string{sim.JWKSURL}
 	cfg.Fal.MaxAttempts = 2
 	cfg.Fal.RetryInitial = 10 * time.Millisecond
 	cfg.Fal.RetryMax = 20 * time.Millisecond

@@ -95,7 +95,7 @@ func TestCleanShutdownLogsNoDisconnect(t *testing.T) {
 	cfg := config.Default()
 	cfg.NATS.URL = srv.ClientURL()
 	cfg.Fal.Key = falKey
-	cfg.Fal.QueueURL, cfg.Fal.RunURL, cfg.Fal.JWKSURL = sim.QueueURL, sim.RunURL, sim.JWKSURL
+	cfg.Fal.QueueURL, cfg.Fal.RunURL, cfg.Fal.JWKSURLs = sim.QueueURL, sim.RunURL, []string{sim.JWKSURL}
 	cfg.Webhook.Listen = "127.0.0.1:0"
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Streams.Storage = "memory"

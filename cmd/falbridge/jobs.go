@@ -28,7 +28,9 @@ const cancelUsage = `
 Usage: falbridge cancel ID [flags]
 
 Cancel trigger ID: a NATS request on fal.cancel.ID, answered by falbridge
-with {"id","status","message"}; status is canceled, already_done,
+with {"id","status","message"}; status is canceled, cancel_requested
+(the job was running: fal asked the app to stop; it ends canceled, or with
+its result if the app finished regardless), already_done,
 already_completed (fal finished first; the result follows), unknown or
 error. A canceled job ends with an error event of code canceled.
 Exit code 1 when the status is unknown or error.

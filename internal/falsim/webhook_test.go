@@ -134,7 +134,9 @@ func TestWebhookSigned(t *testing.T) {
 		require.Equal(t, rid, d.header.Get("X-Fal-Webhook-Request-Id"))
 		require.Equal(t, "user-42", d.header.Get("X-Fal-Webhook-User-Id"))
 		require.Equal(t, "application/json", d.header.Get("Content-Type"))
-		require.True(t, bytes.HasPrefix(d.body, []byte(`{"request_id": "`+rid+`", "gateway_request_id": "`+rid+`", "status": "`+tc.status+`", "payload": {`)), "python spacing: %s", d.body)
+		require.True(t, bytes.HasPrefix(d.body, []byte(`{"error": `)), "sorted keys: %s", d.body)
+		require.True(t, bytes.HasSuffix(d.body, []byte(`, "request_id": "`+rid+`", "status": "`+tc.status+`"}`)), "python spacing, sorted keys: %s", d.body)
+		require.Contains(t, string(d.body), `, "gateway_request_id": "`+rid+`", "payload": {`)
 
 		var hook struct {
 			RequestID string          `json:"request_id"`

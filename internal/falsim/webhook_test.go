@@ -98,7 +98,7 @@ func verifyWebhook(t *testing.T, jwksURL string, h http.Header, body []byte) err
 		if k.Kty != "OKP" || k.Crv != "Ed25519" {
 			continue
 		}
-		pub, err := base64.RawURLEncoding.DecodeString(k.X)
+		pub, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(k.X, "="))
 		require.NoError(t, err)
 		if len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, msg, sig) {
 			return nil

@@ -3,6 +3,7 @@ package falsim
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -354,6 +355,24 @@ func headerOn(v string) bool {
 	return false
 }
 
+// mediaLifetime reads X-Fal-Object-Lifecycle-Preference's
+// expiration_duration_seconds: how long a request's output media stay
+// served. It returns 0 (never expire) when the header is absent or not an
+// object with a positive number there; fal's other fields (initial_acl)
+// are recorded with the header but not enforced.
+func mediaLifetime(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	var pref struct {
+		Seconds *float64 `json:"expiration_duration_seconds"`
+	}
+	if err := json.Unmarshal([]byte(v), &pref); err != nil || pref.Seconds == nil || !(*pref.Seconds > 0) || *pref.Seconds > 100*365*86400 {
+		return 0
+	}
+	return time.Duration(*pref.Seconds * float64(time.Second))
+}
+
 // validationRunTime bounds how long an app takes to reject an invalid
 // input it was handed by the queue.
 const validationRunTime = 20 * time.Millisecond
@@ -413,6 +432,7 @@ func (s *Sim) prepare(w http.ResponseWriter, r *http.Request, rt route, rid stri
 		id: rid, ms: ms, base: "http://" + r.Host, lane: laneOf(r), runTime: runTime, nImages: p.numImages,
 		honours: m.HonoursCancel, headers: receivedHeaders(r), signGatewayID: p.ctl.signGatewayID,
 		storeIO: !headerOff(r.Header.Get("X-Fal-Store-IO")), noRetry: headerOn(r.Header.Get("X-Fal-No-Retry")),
+		mediaTTL: mediaLifetime(r.Header.Get("X-Fal-Object-Lifecycle-Preference")),
 	}
 	switch p.ctl.cancel {
 	case CancelHonour:
@@ -907,6 +927,11 @@ func (e *sseWriter) event(data []byte) bool {
 
 // serveFile serves the generated media by extension.
 func (s *Sim) serveFile(w http.ResponseWriter, r *http.Request, name string) {
+	if s.mediaExpired(name, time.Now()) {
+		s.count(cNotFound)
+		writeDetail(w, http.StatusNotFound, "File not found")
+		return
+	}
 	var data []byte
 	var ctype string
 	switch ext := strings.ToLower(name[strings.LastIndexByte(name, '.')+1:]); ext {
@@ -983,6 +1008,20 @@ func (s *Sim) servePricing(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, mustMarshal(out))
+}
+
+// mediaExpired reports whether a file (named "{word}/{request id}_{n}.ext"
+// as outputs name them) belongs to a request whose media lifetime is over.
+func (s *Sim) mediaExpired(name string, now time.Time) bool {
+	base := name[strings.LastIndexByte(name, '/')+1:]
+	i := strings.LastIndexByte(base, '_')
+	if i <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	until, ok := s.mediaUntil[base[:i]]
+	s.mu.Unlock()
+	return ok && !now.Before(until)
 }
 
 // serveFaults reads (GET) or replaces (PUT) the faults. PUT takes the whole

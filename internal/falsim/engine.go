@@ -49,13 +49,14 @@ type job struct {
 	fail    *outcome // what a failing attempt produces ("_sim.fail"), or nil
 	// failAttempts > 0 fails only the first failAttempts attempts.
 	failAttempts  int
-	webhookURL    string // cleared (under Sim.mu) when a Reset forgets the job
-	userID        string // X-Fal-Webhook-User-Id
-	nImages       int    // for the log lines
-	honours       bool   // the app stops on a cancel signal
-	noRetry       bool   // X-Fal-No-Retry: one attempt only
-	storeIO       bool   // payload storage on (X-Fal-Store-IO absent or not "0")
-	signGatewayID bool   // "_sim.sign_gateway_id": sign the last gateway id
+	webhookURL    string        // cleared (under Sim.mu) when a Reset forgets the job
+	userID        string        // X-Fal-Webhook-User-Id
+	nImages       int           // for the log lines
+	honours       bool          // the app stops on a cancel signal
+	noRetry       bool          // X-Fal-No-Retry: one attempt only
+	storeIO       bool          // payload storage on (X-Fal-Store-IO absent or not "0")
+	signGatewayID bool          // "_sim.sign_gateway_id": sign the last gateway id
+	mediaTTL      time.Duration // X-Fal-Object-Lifecycle-Preference; 0 = media never expire
 	headers       map[string]string
 
 	state     jobState
@@ -410,6 +411,9 @@ func (s *Sim) complete(j *job, o *outcome, now time.Time) {
 		s.billed++
 		s.billedByModel[j.ms.m.id]++
 		s.billedByID[j.id]++
+		if j.mediaTTL > 0 {
+			s.mediaUntil[j.id] = now.Add(j.mediaTTL)
+		}
 	}
 	if j.sync {
 		return

@@ -519,3 +519,27 @@ func TestPricing(t *testing.T) {
 		require.Contains(t, []string{falsim.UnitImage, falsim.UnitMegapixels, falsim.UnitSecond, falsim.UnitRequest}, p.Unit)
 	}
 }
+
+func TestMediaLifecycle(t *testing.T) {
+	t.Parallel()
+	b := setup(t, falsim.Config{})
+	fileOf := func(headers ...string) string {
+		s := b.submit("fal-ai/flux/schnell", map[string]any{"prompt": "x", "_sim": sim(0, "")}, headers...)
+		b.waitState(s, "COMPLETED")
+		var out struct {
+			Images []struct{ URL string } `json:"images"`
+		}
+		require.NoError(t, json.Unmarshal(b.do(http.MethodGet, s.ResponseURL, nil).body, &out))
+		require.Len(t, out.Images, 1)
+		return out.Images[0].URL
+	}
+	short := fileOf("X-Fal-Object-Lifecycle-Preference", `{"expiration_duration_seconds":0.2,"initial_acl":{"default":"allow"}}`)
+	kept := fileOf()
+	bad := fileOf("X-Fal-Object-Lifecycle-Preference", `{"expiration_duration_seconds":"soon"}`)
+	require.Equal(t, http.StatusOK, b.do(http.MethodGet, short, nil).code, "served until it expires")
+	require.Eventually(t, func() bool {
+		return b.do(http.MethodGet, short, nil).code == http.StatusNotFound
+	}, 10*time.Second, 10*time.Millisecond, "output media expire as the lifecycle header asks")
+	require.Equal(t, http.StatusOK, b.do(http.MethodGet, kept, nil).code, "without the header media stay")
+	require.Equal(t, http.StatusOK, b.do(http.MethodGet, bad, nil).code, "an unreadable preference is ignored")
+}

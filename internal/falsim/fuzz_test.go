@@ -80,3 +80,16 @@ func FuzzWebhookBody(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMediaLifetime reads arbitrary X-Fal-Object-Lifecycle-Preference
+// values: no panic, never a negative lifetime.
+func FuzzMediaLifetime(f *testing.F) {
+	for _, s := range []string{`{"expiration_duration_seconds":3600}`, `{"expiration_duration_seconds":-1}`, `{"expiration_duration_seconds":1e300}`, `[]`, `{`, ``, `{"initial_acl":{"default":"allow"}}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		if d := mediaLifetime(v); d < 0 {
+			t.Fatalf("%q: lifetime %s", v, d)
+		}
+	})
+}

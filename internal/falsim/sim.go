@@ -47,7 +47,8 @@ type Sim struct {
 	running        int64
 	billed         int64
 	billedByModel  map[string]int64
-	billedByID     map[string]int // survives a request's expiry, not a Reset
+	billedByID     map[string]int       // survives a request's expiry, not a Reset
+	mediaUntil     map[string]time.Time // request id → when its output media expire
 
 	// curEpoch mirrors epoch for the webhook senders, which do not take mu
 	// to learn whether a Reset made their delivery stale.
@@ -145,6 +146,7 @@ func (s *Sim) resetEngine() {
 	s.billed = 0
 	s.billedByModel = make(map[string]int64)
 	s.billedByID = make(map[string]int)
+	s.mediaUntil = make(map[string]time.Time)
 }
 
 // Close stops the engine and the webhook senders (cancelling deliveries in

@@ -36,7 +36,8 @@ type delivery struct {
 	payload   []byte // the result body, compact JSON
 	body      []byte // the webhook body, built by the first attempt
 	badSig    bool
-	attempt   int // attempts made so far
+	attempt   int       // attempts made so far
+	until     time.Time // the stored result's expiry: no retries after it
 }
 
 // webhookFor applies the webhook faults to a completed job and queues its
@@ -65,6 +66,7 @@ func (s *Sim) webhookFor(j *job, now time.Time) {
 		d := &delivery{
 			epoch: s.epoch, url: j.webhookURL, requestID: j.id, gatewayID: j.lastGateway(),
 			userID: j.userID, code: j.result.code, payload: j.result.body, badSig: bad,
+			until: now.Add(s.retention(j, j.result)),
 		}
 		d.signedID = d.requestID
 		if j.signGatewayID {
@@ -186,6 +188,11 @@ func (s *Sim) deliver(d *delivery) {
 		delay *= 2
 	}
 	delay = min(delay, ceiling)
+	if time.Now().Add(delay).After(d.until) {
+		// fal backs off until the stored result expires, no longer.
+		s.log.Warn("webhook gave up: result expired", "request_id", d.requestID, "attempt", d.attempt, "err", err)
+		return
+	}
 	s.log.Debug("webhook failed, will retry", "request_id", d.requestID, "attempt", d.attempt, "retry_in", delay, "err", err)
 	s.mu.Lock()
 	if d.epoch == s.epoch {

@@ -195,6 +195,16 @@ func TestWebhookRetries(t *testing.T) {
 			return st.WebhooksSent == 1 && st.WebhooksFailed == 2
 		}, 10*time.Second, 2*time.Millisecond)
 	})
+	t.Run("gives up when the result expires", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, falsim.Config{WebhookRetries: 100, WebhookRetryDelay: 10 * time.Millisecond, Retention: 50 * time.Millisecond})
+		rc := newReceiver(t, func(_ int64, w http.ResponseWriter) { w.WriteHeader(http.StatusServiceUnavailable) })
+		r := b.do(http.MethodPost, webhookPath("fal-ai/flux/schnell", rc.url), map[string]any{"prompt": "x", "_sim": sim(0, "")}, "X-Fal-Store-IO", "0")
+		require.Equal(t, http.StatusOK, r.code)
+		require.Eventually(t, func() bool { return rc.attempts.Load() >= 3 }, 10*time.Second, 2*time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
+		require.LessOrEqual(t, rc.attempts.Load(), int64(4), "no retry is due after the result's 50ms retention")
+	})
 	t.Run("gives up", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, falsim.Config{WebhookRetries: 2, WebhookRetryDelay: time.Millisecond})

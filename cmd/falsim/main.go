@@ -103,7 +103,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.Jitter, "jitter", falsim.JitterDefault, "± fraction of jitter on run times (0 = none)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "runners per model (0 = catalog default)")
 	fs.BoolVar(&cfg.Lenient, "lenient", false, "keep the simulator's shortcuts: 422 at submit, no server-side retries, every cancel of a running request honoured")
-	fs.IntVar(&cfg.AccountConcurrency, "account-concurrency", falsim.AccountConcurrencyDefault, "requests IN_PROGRESS at once across all models; the rest wait IN_QUEUE, sync runs get 429")
+	fs.IntVar(&cfg.AccountConcurrency, "account-concurrency", falsim.AccountConcurrencyDefault, "requests IN_PROGRESS at once across all models (0 = default); the rest wait IN_QUEUE, sync runs get 429")
 	fs.IntVar(&cfg.ServerRetries, "server-retries", falsim.ServerRetriesDefault, "attempts the queue makes at a request whose runner fails (1 = no retries)")
 	fs.DurationVar(&cfg.ServerRetryDelay, "server-retry-delay", falsim.ServerRetryDelayDefault, "how long each retried attempt takes")
 	fs.DurationVar(&cfg.StatusPingInterval, "status-ping-interval", falsim.StatusPingIntervalDefault, "keep-alive interval of status streams (\": ping\" and a repeated IN_PROGRESS event)")
@@ -148,8 +148,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "falsim: --server-retries: must be ≥ 1 (got %d)\n", cfg.ServerRetries)
 		return 2
 	}
-	if cfg.AccountConcurrency < 1 {
-		fmt.Fprintf(stderr, "falsim: --account-concurrency: must be ≥ 1 (got %d)\n", cfg.AccountConcurrency)
+	if cfg.AccountConcurrency < 0 {
+		fmt.Fprintf(stderr, "falsim: --account-concurrency: must be ≥ 0 (got %d)\n", cfg.AccountConcurrency)
 		return 2
 	}
 	if cfg.ServerRetries == 1 {

@@ -121,7 +121,7 @@ func TestRunFlags(t *testing.T) {
 		{"help lists --lenient", []string{"--help"}, 0, "--lenient", ""},
 		{"help lists the fal faults", []string{"--help"}, 0, "--bad-gateway-after-accept-rate", ""},
 		{"help lists the time scale", []string{"--help"}, 0, "--webhook-time-scale", ""},
-		{"no account slots", []string{"--account-concurrency", "0"}, 2, "", "--account-concurrency: must be ≥ 1"},
+		{"negative account slots", []string{"--account-concurrency", "-1"}, 2, "", "--account-concurrency: must be ≥ 0"},
 		{"no attempts", []string{"--server-retries", "0"}, 2, "", "--server-retries: must be ≥ 1"},
 		{"bad time scale", []string{"--webhook-time-scale", "0"}, 2, "", "--webhook-time-scale: must be > 0"},
 		{"bad jwks fault", []string{"--jwks-down", "both"}, 2, "", "jwks_down"},

@@ -252,8 +252,8 @@ func (c Config) validate() error {
 
 // Faults are injected failures. Rates are fractions in [0, 1] drawn
 // independently per call. They apply to the API calls (submit, status,
-// status stream, result, cancel, run, stream), never to /_sim, /files or the
-// JWKS. In the admin API durations are Go duration strings ("250ms"); a JSON
+// status stream, result, cancel, run, stream), never to /_sim, /files, the
+// pricing API or the JWKS (but for JWKSDown). In the admin API durations are Go duration strings ("250ms"); a JSON
 // number is read as seconds.
 type Faults struct {
 	// RateLimitRate is the fraction of API calls answered 429. A rejected

@@ -61,7 +61,7 @@ type job struct {
 
 	state     jobState
 	attempts  int      // attempts started, from 1 once running
-	gateways  []string // gateway_request_id of each attempt, the first = id
+	gateways  []string // gateway_request_id of each retried attempt (the first attempt's is id)
 	inRetry   bool     // a failed attempt is being retried
 	cancelReq bool     // a cancel was asked for
 	billed    int

@@ -41,7 +41,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	var stderr lockedBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--latency", "5ms", "--key", "id:secret", "--rate-limit-rate", "0", "--seed", "1"}, pw, &stderr)
+		done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--latency", "5ms", "--key", "id:secret", "--rate-limit-rate", "0", "--seed", "1", "--lenient", "--account-concurrency", "5", "--webhook-time-scale", "0.01"}, pw, &stderr)
 		pw.Close()
 	}()
 
@@ -49,7 +49,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	sc := bufio.NewScanner(pr)
 	require.True(t, sc.Scan())
 	require.Equal(t, "falsim listening", sc.Text())
-	for len(urls) < 4 && sc.Scan() {
+	for len(urls) < 6 && sc.Scan() {
 		name, u, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
 		require.True(t, ok, sc.Text())
 		urls[name] = strings.TrimSpace(u)
@@ -59,8 +59,22 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	require.True(t, strings.HasPrefix(base, "http://127.0.0.1:"), base)
 	require.Equal(t, base+"/run", urls["run"])
 	require.Equal(t, base+"/.well-known/jwks.json", urls["jwks"])
+	require.Equal(t, base+"/alpha/.well-known/jwks.json", urls["alpha-jwks"])
+	require.Equal(t, base+"/v1", urls["platform"])
+	resp, err := http.Get(urls["alpha-jwks"])
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp.Body.Close()
 
-	resp, err := http.Get(urls["stats"])
+	// --lenient: invalid input is answered 422 at submit.
+	req, _ := http.NewRequest(http.MethodPost, base+"/fal-ai/flux/schnell", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Key id:secret")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+
+	resp, err = http.Get(urls["stats"])
 	require.NoError(t, err)
 	var stats map[string]any
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&stats))
@@ -104,6 +118,14 @@ func TestRunFlags(t *testing.T) {
 		{"help lists the sender pool", []string{"--help"}, 0, "--webhook-senders", ""},
 		{"no webhook senders", []string{"--webhook-senders", "0"}, 2, "", "--webhook-senders: must be ≥ 1"},
 		{"bad address", []string{"--addr", "256.0.0.1:1"}, 1, "", "listen"},
+		{"help lists --lenient", []string{"--help"}, 0, "--lenient", ""},
+		{"help lists the fal faults", []string{"--help"}, 0, "--bad-gateway-after-accept-rate", ""},
+		{"help lists the time scale", []string{"--help"}, 0, "--webhook-time-scale", ""},
+		{"negative account slots", []string{"--account-concurrency", "-1"}, 2, "", "--account-concurrency: must be ≥ 0"},
+		{"no attempts", []string{"--server-retries", "0"}, 2, "", "--server-retries: must be ≥ 1"},
+		{"bad time scale", []string{"--webhook-time-scale", "0"}, 2, "", "--webhook-time-scale: must be > 0"},
+		{"bad jwks fault", []string{"--jwks-down", "both"}, 2, "", "jwks_down"},
+		{"bad accept fault", []string{"--bad-gateway-after-accept-rate", "-1"}, 2, "", "bad_gateway_after_accept_rate"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

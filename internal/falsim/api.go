@@ -3,6 +3,7 @@ package falsim
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -49,9 +50,8 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", rt.allow)
 		writeDetail(w, http.StatusMethodNotAllowed, "Method Not Allowed")
 		return
-	case routeJWKS:
-		w.Header().Set("Cache-Control", "public, max-age=3600")
-		writeJSON(w, http.StatusOK, s.jwks)
+	case routeJWKS, routeJWKSAlpha:
+		s.serveJWKS(w, rt.kind)
 		return
 	case routeFiles:
 		s.serveFile(w, r, rt.file)
@@ -66,12 +66,24 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case routeFaults:
 		s.serveFaults(w, r)
 		return
+	case routeSimRequest:
+		info, ok := s.Request(rt.requestID)
+		if !ok {
+			writeDetail(w, http.StatusNotFound, "Request not found")
+			return
+		}
+		writeJSON(w, http.StatusOK, mustMarshal(info))
+		return
 	}
 
 	userID, ok := s.authorize(r)
 	if !ok {
 		s.count(cUnauthorized)
 		writeDetail(w, http.StatusUnauthorized, "No user found for Key ID and Secret")
+		return
+	}
+	if rt.kind == routePricing {
+		s.servePricing(w, r)
 		return
 	}
 	if s.injectFaults(w, r) {
@@ -202,16 +214,21 @@ func (s *Sim) injectFaults(w http.ResponseWriter, r *http.Request) bool {
 			if kind == 3 {
 				page, code = nginx503, http.StatusServiceUnavailable
 			}
-			h := w.Header()
-			h.Del(HeaderRequestID)
-			h.Set("Content-Type", "text/html")
-			h.Set("Server", "nginx")
-			w.WriteHeader(code)
-			_, _ = io.WriteString(w, page)
+			writeNginx(w, code, page)
 		}
 		return true
 	}
 	return false
+}
+
+// writeNginx answers as fal's ingress does: an HTML page, no x-fal-request-id.
+func writeNginx(w http.ResponseWriter, code int, page string) {
+	h := w.Header()
+	h.Del(HeaderRequestID)
+	h.Set("Content-Type", "text/html")
+	h.Set("Server", "nginx")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, page)
 }
 
 // sleep waits d, reporting false if the client left or the Sim closed first.
@@ -297,10 +314,76 @@ func laneOf(r *http.Request) int {
 	return laneNormal
 }
 
+// platformHeaders are the request headers of fal's common parameters
+// (fal-protocol §4, §11) that the simulator records per request.
+var platformHeaders = []string{
+	"X-Fal-Request-Timeout", "X-Fal-Request-Start-Timeout", "X-Fal-Queue-Priority",
+	"X-Fal-Object-Lifecycle-Preference", "X-App-Fal-Disable-Fallback", "X-Fal-Disable-Fallbacks",
+	"X-Fal-Store-Io", "X-Fal-No-Retry", "X-Fal-Runner-Hint", "X-Fal-Retry-Config",
+}
+
+// receivedHeaders returns the platform headers r carries, by lower-case
+// name, or nil if none.
+func receivedHeaders(r *http.Request) map[string]string {
+	var out map[string]string
+	for _, name := range platformHeaders {
+		if v := r.Header.Values(name); len(v) > 0 {
+			if out == nil {
+				out = make(map[string]string, 4)
+			}
+			out[strings.ToLower(name)] = strings.Join(v, ", ")
+		}
+	}
+	return out
+}
+
+// headerOff reports whether a boolean-ish header value says no.
+func headerOff(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "0", "false", "no", "off":
+		return true
+	}
+	return false
+}
+
+// headerOn reports whether a boolean-ish header value says yes.
+func headerOn(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "1", "true", "yes", "on":
+		return true
+	}
+	return false
+}
+
+// mediaLifetime reads X-Fal-Object-Lifecycle-Preference's
+// expiration_duration_seconds: how long a request's output media stay
+// served. It returns 0 (never expire) when the header is absent or not an
+// object with a positive number there; fal's other fields (initial_acl)
+// are recorded with the header but not enforced.
+func mediaLifetime(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	var pref struct {
+		Seconds *float64 `json:"expiration_duration_seconds"`
+	}
+	if err := json.Unmarshal([]byte(v), &pref); err != nil || pref.Seconds == nil || !(*pref.Seconds > 0) || *pref.Seconds > 100*365*86400 {
+		return 0
+	}
+	return time.Duration(*pref.Seconds * float64(time.Second))
+}
+
+// validationRunTime bounds how long an app takes to reject an invalid
+// input it was handed by the queue.
+const validationRunTime = 20 * time.Millisecond
+
 // prepare does the request work that needs no lock: model lookup, input
-// validation, headers, and the plan (run time and outcome). It answers the
-// call itself and returns nil when the request is rejected.
-func (s *Sim) prepare(w http.ResponseWriter, r *http.Request, rt route, rid string, stream bool) (*job, time.Duration) {
+// validation, headers, and the plan (run time and outcomes). It answers the
+// call itself and returns nil when the request is rejected. An invalid input
+// is rejected with a 422 only on sync runs and streams, and on queue submits
+// of a Lenient Sim; otherwise the job is made and the 422 is its result, as
+// fal's queue validates asynchronously.
+func (s *Sim) prepare(w http.ResponseWriter, r *http.Request, rt route, rid string, queue, stream bool) (*job, time.Duration) {
 	m, ok := catalog[rt.model]
 	if !ok {
 		s.count(cNotFound)
@@ -316,16 +399,18 @@ func (s *Sim) prepare(w http.ResponseWriter, r *http.Request, rt route, rid stri
 	if !ok {
 		return nil, 0
 	}
-	p, details := m.validate(body)
-	if details != nil {
-		s.count(cValidationErrors)
-		writeJSON(w, http.StatusUnprocessableEntity, detailBody(details))
-		return nil, 0
-	}
 	timeout, err := startTimeout(r)
 	if err != nil {
 		writeOutcome(w, requestError(http.StatusBadRequest, err.Error(), "bad_request"))
 		return nil, 0
+	}
+	p, details := m.validate(body)
+	if details != nil {
+		s.count(cValidationErrors)
+		if !queue || s.cfg.Lenient {
+			writeJSON(w, http.StatusUnprocessableEntity, detailBody(details))
+			return nil, 0
+		}
 	}
 
 	s.mu.Lock()
@@ -337,17 +422,35 @@ func (s *Sim) prepare(w http.ResponseWriter, r *http.Request, rt route, rid stri
 	if s.cfg.Jitter > 0 {
 		runTime = time.Duration(float64(runTime) * (1 + s.cfg.Jitter*(2*s.rng.Float64()-1)))
 	}
-	seed := s.rng.Uint64() >> 1 // 63 bits: almost always above 2^53, as clients must handle
+	seed := s.rng.Uint64() // 64 bits: above 2^63 half the time, as fal's are
 	s.mu.Unlock()
 	if p.ctl.hasLatency {
 		runTime = p.ctl.latency // exact, for deterministic tests
 	}
 
-	j := &job{id: rid, ms: ms, base: "http://" + r.Host, lane: laneOf(r), runTime: runTime, nImages: p.numImages}
-	if p.ctl.fail != "" {
-		j.planned = failOutcome(p.ctl.fail, p.prompt)
-	} else {
+	j := &job{
+		id: rid, ms: ms, base: "http://" + r.Host, lane: laneOf(r), runTime: runTime, nImages: p.numImages,
+		honours: m.HonoursCancel, headers: receivedHeaders(r), signGatewayID: p.ctl.signGatewayID,
+		storeIO: !headerOff(r.Header.Get("X-Fal-Store-IO")), noRetry: headerOn(r.Header.Get("X-Fal-No-Retry")),
+		mediaTTL: mediaLifetime(r.Header.Get("X-Fal-Object-Lifecycle-Preference")),
+	}
+	switch p.ctl.cancel {
+	case CancelHonour:
+		j.honours = true
+	case CancelIgnore:
+		j.honours = false
+	}
+	switch {
+	case details != nil:
+		j.planned = &outcome{code: http.StatusUnprocessableEntity, body: detailBody(details), final: true}
+		if !p.ctl.hasLatency {
+			j.runTime = min(runTime, validationRunTime)
+		}
+	default:
 		j.planned = &outcome{code: http.StatusOK, body: m.output(p, outputBuilder{base: j.base, requestID: rid, seed: seed, runTime: runTime})}
+		if p.ctl.fail != "" {
+			j.fail, j.failAttempts = failOutcome(p.ctl.fail, p.prompt), p.ctl.failAttempts
+		}
 	}
 	return j, timeout
 }
@@ -363,8 +466,9 @@ type submitResponse struct {
 }
 
 func (s *Sim) handleSubmit(w http.ResponseWriter, r *http.Request, rt route, rid, userID string) {
+	q := r.URL.Query()
 	var hook string
-	if raw := r.URL.Query().Get("fal_webhook"); raw != "" {
+	if raw := q.Get("fal_webhook"); raw != "" {
 		u, err := url.Parse(raw)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			writeOutcome(w, requestError(http.StatusBadRequest, "fal_webhook must be an absolute http(s) URL", "bad_request"))
@@ -372,13 +476,28 @@ func (s *Sim) handleSubmit(w http.ResponseWriter, r *http.Request, rt route, rid
 		}
 		hook = raw
 	}
-	j, timeout := s.prepare(w, r, rt, rid, false)
+	maxQueue := -1
+	if raw := q.Get("fal_max_queue_length"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 0 {
+			writeOutcome(w, requestError(http.StatusBadRequest, "fal_max_queue_length must be a non-negative integer", "bad_request"))
+			return
+		}
+		maxQueue = n
+	}
+	j, timeout := s.prepare(w, r, rt, rid, true, false)
 	if j == nil {
 		return
 	}
 	j.webhookURL, j.userID = hook, userID
 
 	s.mu.Lock()
+	if ms := s.models[j.ms.m.id]; maxQueue >= 0 && ms.lanes[laneNormal].len()+ms.lanes[laneLow].len() >= maxQueue {
+		s.mu.Unlock()
+		s.count(cRateLimited)
+		writeOutcome(w, requestError(http.StatusTooManyRequests, fmt.Sprintf("Queue is longer than fal_max_queue_length=%d", maxQueue), "queue_full"))
+		return
+	}
 	now := time.Now()
 	s.jobs[j.id] = j
 	s.enqueue(j, timeout, now)
@@ -390,6 +509,16 @@ func (s *Sim) handleSubmit(w http.ResponseWriter, r *http.Request, rt route, rid
 	s.mu.Unlock()
 	s.count(cSubmits)
 	s.log.Debug("submit", "request_id", j.id, "model_id", rt.model, "queue_position", pos)
+
+	s.fmu.Lock()
+	badGateway := s.faults.BadGatewayAfterAcceptRate > 0 && s.frng.Float64() < s.faults.BadGatewayAfterAcceptRate
+	s.fmu.Unlock()
+	if badGateway {
+		// The job is made and runs; only its answer is lost at the ingress.
+		s.count(cBadGatewayAfterAccept)
+		writeNginx(w, http.StatusBadGateway, nginx502)
+		return
+	}
 
 	resp := submitResponse{Status: "IN_QUEUE", RequestID: j.id, GatewayRequestID: j.id, QueuePosition: pos}
 	resp.ResponseURL, resp.StatusURL, resp.CancelURL = queueURLs(j)
@@ -487,8 +616,8 @@ type statusBody struct {
 	StatusURL     string     `json:"status_url"`
 	CancelURL     string     `json:"cancel_url"`
 	QueuePosition *int       `json:"queue_position,omitempty"`
-	Logs          []logEntry `json:"logs"` // nil → null: the key is always present
-	Metrics       *metrics   `json:"metrics,omitempty"`
+	Logs          []logEntry `json:"logs"`              // nil → null: the key is always present
+	Metrics       any        `json:"metrics,omitempty"` // {} while IN_PROGRESS, as fal sends
 	Error         string     `json:"error,omitempty"`
 	ErrorType     string     `json:"error_type,omitempty"`
 }
@@ -508,12 +637,15 @@ func statusOf(j *job, now time.Time, withLogs bool, skip int) (statusBody, int) 
 	case stateQueued:
 		pos := j.ms.position(j)
 		b.QueuePosition = &pos
+	case stateRunning:
+		b.Metrics = struct{}{}
 	case stateCompleted:
-		b.Metrics = &metrics{}
+		m := &metrics{}
 		if !j.started.IsZero() {
 			t := roundSeconds(j.completed.Sub(j.started))
-			b.Metrics.InferenceTime = &t
+			m.InferenceTime = &t
 		}
+		b.Metrics = m
 		if !j.result.ok() {
 			b.Error, b.ErrorType = j.result.errMsg, j.result.errorType
 		}
@@ -550,7 +682,9 @@ func (s *Sim) handleStatus(w http.ResponseWriter, r *http.Request, rt route) {
 }
 
 // handleStatusStream sends a status event whenever something a client can
-// see changes (state, queue position, new log lines), COMPLETED last.
+// see changes (state, queue position, new log lines), COMPLETED last. Every
+// StatusPingInterval it sends a ": ping" comment as fal does, and repeats
+// the IN_PROGRESS event of a running request.
 func (s *Sim) handleStatusStream(w http.ResponseWriter, r *http.Request, rt route) {
 	s.count(cStatusStreams)
 	withLogs := wantLogs(r)
@@ -565,7 +699,10 @@ func (s *Sim) handleStatusStream(w http.ResponseWriter, r *http.Request, rt rout
 	sse := startSSE(w)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	ping := time.NewTicker(s.cfg.StatusPingInterval)
+	defer ping.Stop()
 	lastState, lastPos, sentLogs := "", -1, 0
+	repeat := false
 	for {
 		s.mu.Lock()
 		now := time.Now()
@@ -577,12 +714,13 @@ func (s *Sim) handleStatusStream(w http.ResponseWriter, r *http.Request, rt rout
 		if b.QueuePosition != nil {
 			pos = *b.QueuePosition
 		}
-		if b.Status != lastState || pos != lastPos || len(b.Logs) > 0 {
+		if b.Status != lastState || pos != lastPos || len(b.Logs) > 0 || (repeat && b.Status == "IN_PROGRESS") {
 			if !sse.event(mustMarshal(b)) {
 				return
 			}
 			lastState, lastPos, sentLogs = b.Status, pos, nlogs
 		}
+		repeat = false
 		if b.Status == "COMPLETED" {
 			return
 		}
@@ -594,6 +732,11 @@ func (s *Sim) handleStatusStream(w http.ResponseWriter, r *http.Request, rt rout
 		select {
 		case <-changed:
 		case <-tick:
+		case <-ping.C:
+			if !sse.comment("ping") {
+				return
+			}
+			repeat = true
 		case <-r.Context().Done():
 			return
 		case <-s.closing:
@@ -626,7 +769,7 @@ func (s *Sim) handleCancel(w http.ResponseWriter, rt route) {
 	s.count(cCancels)
 	s.mu.Lock()
 	j := s.lookup(rt)
-	cancelled := j != nil && s.cancel(j, time.Now())
+	cancelled := j != nil && s.requestCancel(j, time.Now())
 	s.mu.Unlock()
 	switch {
 	case j == nil:
@@ -644,26 +787,33 @@ func (s *Sim) handleCancel(w http.ResponseWriter, rt route) {
 // connection stays open until the output is ready. A client that leaves
 // cancels its run.
 func (s *Sim) handleRun(w http.ResponseWriter, r *http.Request, rt route, rid string, stream bool) {
-	j, timeout := s.prepare(w, r, rt, rid, stream)
+	j, timeout := s.prepare(w, r, rt, rid, false, stream)
 	if j == nil {
 		return
 	}
 	j.sync = true
+	s.mu.Lock()
+	if s.running >= int64(s.cfg.AccountConcurrency) {
+		// fal.run checks the account's concurrency on arrival (§9, §11).
+		s.mu.Unlock()
+		s.count(cConcurrencyLimited)
+		writeOutcome(w, concurrencyLimitOutcome)
+		return
+	}
+	s.enqueue(j, timeout, time.Now())
+	s.mu.Unlock()
 	if stream {
 		s.count(cStreams)
 	} else {
 		s.count(cSyncRuns)
 	}
-	s.mu.Lock()
-	s.enqueue(j, timeout, time.Now())
-	s.mu.Unlock()
 
 	// A stream's partial events start once it runs; a run that is going to
 	// fail answers with an ordinary HTTP error instead of a stream.
 	var sse *sseWriter
 	var partials [][]byte
 	sent := 0
-	if stream && j.planned.ok() {
+	if stream && j.fail == nil && j.planned.ok() {
 		partials = j.ms.m.partials()
 	}
 	timer := time.NewTimer(time.Hour)
@@ -748,6 +898,18 @@ func startSSE(w http.ResponseWriter) *sseWriter {
 	return &sseWriter{w: w, f: f}
 }
 
+// comment writes one ": text" comment line, as SSE keep-alives are; false
+// means the client is gone.
+func (e *sseWriter) comment(text string) bool {
+	if _, err := io.WriteString(e.w, ": "+text+"\n\n"); err != nil {
+		return false
+	}
+	if e.f != nil {
+		e.f.Flush()
+	}
+	return true
+}
+
 // event writes one "data:" event; false means the client is gone.
 func (e *sseWriter) event(data []byte) bool {
 	buf := make([]byte, 0, len(data)+8)
@@ -765,6 +927,11 @@ func (e *sseWriter) event(data []byte) bool {
 
 // serveFile serves the generated media by extension.
 func (s *Sim) serveFile(w http.ResponseWriter, r *http.Request, name string) {
+	if s.mediaExpired(name, time.Now()) {
+		s.count(cNotFound)
+		writeDetail(w, http.StatusNotFound, "File not found")
+		return
+	}
 	var data []byte
 	var ctype string
 	switch ext := strings.ToLower(name[strings.LastIndexByte(name, '.')+1:]); ext {
@@ -783,6 +950,78 @@ func (s *Sim) serveFile(w http.ResponseWriter, r *http.Request, name string) {
 	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("Cache-Control", "public, max-age=86400")
 	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(data))
+}
+
+// serveJWKS serves the webhook key set at the current host's path or the
+// old (alpha) host's, where x is "="-padded; Faults.JWKSDown makes one of
+// them answer 503.
+func (s *Sim) serveJWKS(w http.ResponseWriter, kind routeKind) {
+	down := s.Faults().JWKSDown
+	if (kind == routeJWKS && down == JWKSDownCurrent) || (kind == routeJWKSAlpha && down == JWKSDownAlpha) {
+		writeNginx(w, http.StatusServiceUnavailable, nginx503)
+		return
+	}
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	if kind == routeJWKSAlpha {
+		writeJSON(w, http.StatusOK, s.jwksAlpha)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.jwks)
+}
+
+// maxPricingIDs is the Platform API's limit on endpoint ids per call.
+const maxPricingIDs = 50
+
+type price struct {
+	EndpointID string  `json:"endpoint_id"`
+	UnitPrice  float64 `json:"unit_price"`
+	Unit       string  `json:"unit"`
+	Currency   string  `json:"currency"`
+}
+
+// servePricing is the Platform API's GET /v1/models/pricing: the unit
+// price of each requested endpoint the catalog holds (repeated or
+// comma-separated endpoint_id); unknown ids are left out.
+func (s *Sim) servePricing(w http.ResponseWriter, r *http.Request) {
+	var ids []string
+	seen := map[string]bool{}
+	for _, v := range r.URL.Query()["endpoint_id"] {
+		for _, id := range strings.Split(v, ",") {
+			if id = strings.TrimSpace(id); id != "" && !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	}
+	if len(ids) == 0 || len(ids) > maxPricingIDs {
+		writeDetail(w, http.StatusBadRequest, fmt.Sprintf("endpoint_id: give 1 to %d endpoint ids", maxPricingIDs))
+		return
+	}
+	out := struct {
+		Prices     []price `json:"prices"`
+		NextCursor *string `json:"next_cursor"`
+		HasMore    bool    `json:"has_more"`
+	}{Prices: []price{}}
+	for _, id := range ids {
+		if m, ok := catalog[id]; ok {
+			out.Prices = append(out.Prices, price{EndpointID: id, UnitPrice: m.price, Unit: m.unit, Currency: "USD"})
+		}
+	}
+	writeJSON(w, http.StatusOK, mustMarshal(out))
+}
+
+// mediaExpired reports whether a file (named "{word}/{request id}_{n}.ext"
+// as outputs name them) belongs to a request whose media lifetime is over.
+func (s *Sim) mediaExpired(name string, now time.Time) bool {
+	base := name[strings.LastIndexByte(name, '/')+1:]
+	i := strings.LastIndexByte(base, '_')
+	if i <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	until, ok := s.mediaUntil[base[:i]]
+	s.mu.Unlock()
+	return ok && !now.Before(until)
 }
 
 // serveFaults reads (GET) or replaces (PUT) the faults. PUT takes the whole

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
@@ -35,6 +36,12 @@ type model struct {
 	defaultSize string        // image_size preset when absent
 	formatField string        // "output_format" or "format"
 	caption     string        // text for caption and VLM models
+	// HonoursCancel: the app stops when fal signals a cancel of a running
+	// request (the result becomes 499); otherwise it finishes, is billed,
+	// and its output is the result. "_sim.cancel" overrides it.
+	HonoursCancel bool
+	price         float64 // USD per unit, for the Platform API's pricing
+	unit          string  // fal's billing unit: image, megapixels, second, request
 }
 
 // catalog is the set of endpoints the simulator serves, keyed by full
@@ -42,16 +49,16 @@ type model struct {
 // services, scaled down so that a demo feels alive without being slow.
 var catalog = func() map[string]*model {
 	ms := []*model{
-		{id: "fal-ai/flux/schnell", kind: kindImage, latency: 800 * time.Millisecond, concurrency: 8, streams: true, defaultSize: "landscape_4_3", formatField: "output_format"},
-		{id: "fal-ai/flux/dev", kind: kindImage, latency: 2500 * time.Millisecond, concurrency: 4, defaultSize: "landscape_4_3", formatField: "output_format"},
-		{id: "fal-ai/fast-sdxl", kind: kindImage, latency: 1500 * time.Millisecond, concurrency: 8, defaultSize: "square_hd", formatField: "format"},
-		{id: "fal-ai/flux-pro/v1.1", kind: kindImage, latency: 3 * time.Second, concurrency: 4, defaultSize: "landscape_4_3", formatField: "output_format"},
-		{id: "fal-ai/kling-video/v1.6/standard/text-to-video", kind: kindVideo, latency: 5 * time.Second, concurrency: 2},
-		{id: "fal-ai/florence-2-large/caption", kind: kindCaption, latency: 600 * time.Millisecond, concurrency: 8, caption: "A cat sitting on a windowsill."},
-		{id: "fal-ai/florence-2-large/detailed-caption", kind: kindCaption, latency: 800 * time.Millisecond, concurrency: 8, caption: "The image shows a grey tabby cat sitting on a white windowsill, looking out of the window at a garden."},
-		{id: "fal-ai/florence-2-large/more-detailed-caption", kind: kindCaption, latency: time.Second, concurrency: 8, caption: "The image shows a grey tabby cat with green eyes sitting on a white wooden windowsill. Behind the glass is a garden with green shrubs and a red brick wall, lit by soft afternoon light."},
-		{id: "fal-ai/llavav15-13b", kind: kindVLM, latency: 2 * time.Second, concurrency: 4, streams: true, caption: "The image shows a cat sitting on a windowsill and looking outside."},
-		{id: "workflows/falsim/echo", kind: kindEcho, latency: 200 * time.Millisecond, concurrency: 8},
+		{id: "fal-ai/flux/schnell", kind: kindImage, latency: 800 * time.Millisecond, concurrency: 8, streams: true, defaultSize: "landscape_4_3", formatField: "output_format", HonoursCancel: true, price: 0.003, unit: UnitMegapixels},
+		{id: "fal-ai/flux/dev", kind: kindImage, latency: 2500 * time.Millisecond, concurrency: 4, defaultSize: "landscape_4_3", formatField: "output_format", HonoursCancel: true, price: 0.025, unit: UnitImage},
+		{id: "fal-ai/fast-sdxl", kind: kindImage, latency: 1500 * time.Millisecond, concurrency: 8, defaultSize: "square_hd", formatField: "format", HonoursCancel: false, price: 0.0025, unit: UnitImage},
+		{id: "fal-ai/flux-pro/v1.1", kind: kindImage, latency: 3 * time.Second, concurrency: 4, defaultSize: "landscape_4_3", formatField: "output_format", HonoursCancel: true, price: 0.04, unit: UnitImage},
+		{id: "fal-ai/kling-video/v1.6/standard/text-to-video", kind: kindVideo, latency: 5 * time.Second, concurrency: 2, HonoursCancel: false, price: 0.045, unit: UnitSecond},
+		{id: "fal-ai/florence-2-large/caption", kind: kindCaption, latency: 600 * time.Millisecond, concurrency: 8, caption: "A cat sitting on a windowsill.", price: 0.0005, unit: UnitRequest},
+		{id: "fal-ai/florence-2-large/detailed-caption", kind: kindCaption, latency: 800 * time.Millisecond, concurrency: 8, caption: "The image shows a grey tabby cat sitting on a white windowsill, looking out of the window at a garden.", price: 0.0005, unit: UnitRequest},
+		{id: "fal-ai/florence-2-large/more-detailed-caption", kind: kindCaption, latency: time.Second, concurrency: 8, caption: "The image shows a grey tabby cat with green eyes sitting on a white wooden windowsill. Behind the glass is a garden with green shrubs and a red brick wall, lit by soft afternoon light.", price: 0.0005, unit: UnitRequest},
+		{id: "fal-ai/llavav15-13b", kind: kindVLM, latency: 2 * time.Second, concurrency: 4, streams: true, caption: "The image shows a cat sitting on a windowsill and looking outside.", HonoursCancel: true, price: 0.001, unit: UnitRequest},
+		{id: "workflows/falsim/echo", kind: kindEcho, latency: 200 * time.Millisecond, concurrency: 8, HonoursCancel: true, price: 0.0001, unit: UnitRequest},
 	}
 	out := make(map[string]*model, len(ms))
 	for _, m := range ms {
@@ -61,6 +68,14 @@ var catalog = func() map[string]*model {
 	}
 	return out
 }()
+
+// Billing units of the Platform API's pricing, as fal names them.
+const (
+	UnitImage      = "image"      // per output image
+	UnitMegapixels = "megapixels" // per megapixel of output (width × height / 1e6, rounded up)
+	UnitSecond     = "second"     // per second of output video
+	UnitRequest    = "request"    // per request
+)
 
 // ModelIDs lists the endpoint ids the simulator serves, sorted.
 func ModelIDs() []string {
@@ -96,9 +111,16 @@ const (
 	FailRequestTimeout     = "request_timeout"          // 504, X-Fal-Request-Timeout-Type: user
 	FailStartupTimeout     = "startup_timeout"          // 504 without the user header
 	FailRunnerDisconnected = "runner_disconnected"      // 503 request error
+	FailGenerationTimeout  = "generation_timeout"       // 504 format A
 )
 
-var failValues = []string{FailContentPolicy, FailNoMediaGenerated, FailInternalError, FailRequestTimeout, FailStartupTimeout, FailRunnerDisconnected}
+var failValues = []string{FailContentPolicy, FailNoMediaGenerated, FailInternalError, FailRequestTimeout, FailStartupTimeout, FailRunnerDisconnected, FailGenerationTimeout}
+
+// Values of "_sim.cancel".
+const (
+	CancelHonour = "honour" // the app stops on a cancel: the result is 499
+	CancelIgnore = "ignore" // the app finishes: billed, its output is the result
+)
 
 // detail is one entry of a format A error body (fal-protocol §7.1).
 type detail struct {
@@ -114,7 +136,7 @@ type detail struct {
 // own types, pydantic's for schema errors, as the real endpoints do.
 func errorURL(typ string) string {
 	switch typ {
-	case FailContentPolicy, FailNoMediaGenerated, FailInternalError, "image_too_large", "image_too_small", "generation_timeout":
+	case FailContentPolicy, FailNoMediaGenerated, FailInternalError, "image_too_large", "image_too_small", FailGenerationTimeout:
 		return "https://docs.fal.ai/errors#" + typ
 	}
 	return "https://errors.pydantic.dev/2.10/v/" + typ
@@ -156,6 +178,11 @@ type simControl struct {
 	latency    time.Duration
 	hasLatency bool
 	fail       string
+	// failAttempts > 0 fails only the first failAttempts attempts; later
+	// ones (server-side retries) succeed.
+	failAttempts  int
+	cancel        string // "", CancelHonour or CancelIgnore
+	signGatewayID bool
 }
 
 // validator collects format A details while reading one input object.
@@ -248,7 +275,8 @@ func toInt(raw any) (int64, bool) {
 }
 
 // validate parses and checks an input against the model's schema. It
-// returns either params or the format A details of a 422.
+// returns params (always, with whatever "_sim" held that was valid) and,
+// for an invalid input, the format A details of a 422.
 func (m *model) validate(body []byte) (*params, []detail) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
@@ -263,11 +291,11 @@ func (m *model) validate(body []byte) (*params, []detail) {
 		if err != nil {
 			ctx["error"] = err.Error()
 		}
-		return nil, []detail{newDetail([]any{"body", 0}, "json_invalid", msg, nil, ctx)}
+		return &params{numImages: 1}, []detail{newDetail([]any{"body", 0}, "json_invalid", msg, nil, ctx)}
 	}
 	in, ok := raw.(map[string]any)
 	if !ok {
-		return nil, []detail{newDetail([]any{"body"}, "model_attributes_type", "Input should be a valid dictionary or object to extract fields from", raw, nil)}
+		return &params{numImages: 1}, []detail{newDetail([]any{"body"}, "model_attributes_type", "Input should be a valid dictionary or object to extract fields from", raw, nil)}
 	}
 	v := &validator{in: in}
 	p := &params{numImages: 1, format: "png"}
@@ -301,7 +329,7 @@ func (m *model) validate(body []byte) (*params, []detail) {
 	case kindEcho:
 	}
 	if len(v.ds) > 0 {
-		return nil, v.ds
+		return p, v.ds
 	}
 	return p, nil
 }
@@ -419,7 +447,7 @@ func (v *validator) simControl(raw any) simControl {
 	var c simControl
 	obj, ok := raw.(map[string]any)
 	if !ok {
-		v.add([]any{"body", "_sim"}, "model_type", "Input should be an object with latency_ms and fail", raw, nil)
+		v.add([]any{"body", "_sim"}, "model_type", "Input should be an object with latency_ms, fail, fail_attempts, cancel and sign_gateway_id", raw, nil)
 		return c
 	}
 	for k, val := range obj {
@@ -439,6 +467,24 @@ func (v *validator) simControl(raw any) simControl {
 				continue
 			}
 			c.fail = s
+		case "fail_attempts":
+			if n, ok := v.intIn([]any{"body", "_sim", "fail_attempts"}, val, 1, 1000); ok {
+				c.failAttempts = n
+			}
+		case "cancel":
+			s, isStr := val.(string)
+			if !isStr || (s != CancelHonour && s != CancelIgnore) {
+				v.add([]any{"body", "_sim", "cancel"}, "literal_error", "Input should be 'honour' or 'ignore'", val, nil)
+				continue
+			}
+			c.cancel = s
+		case "sign_gateway_id":
+			b, isBool := val.(bool)
+			if !isBool {
+				v.add([]any{"body", "_sim", "sign_gateway_id"}, "bool_type", "Input should be a valid boolean", val, nil)
+				continue
+			}
+			c.signGatewayID = b
 		default:
 			v.add([]any{"body", "_sim", k}, "extra_forbidden", "Extra inputs are not permitted", val, nil)
 		}
@@ -457,6 +503,9 @@ type outcome struct {
 	// final sends X-Fal-Retryable: false: the model's deterministic
 	// verdict, which asking again cannot change.
 	final bool
+	// retried: fal's queue retries an attempt that ends so (503, 504 and
+	// connection errors from the runner; not 500, not a user timeout).
+	retried bool
 }
 
 func (o *outcome) ok() bool { return o.code >= 200 && o.code < 300 }
@@ -476,7 +525,9 @@ func modelError(code int, loc []any, msg, typ string, input any) *outcome {
 
 var (
 	cancelledOutcome = requestError(499, "Request cancelled", "client_cancelled")
-	timeoutOutcome   = func() *outcome {
+	// concurrencyLimitOutcome is fal.run's answer at the account's limit.
+	concurrencyLimitOutcome = requestError(http.StatusTooManyRequests, "Maximum number of concurrent requests reached for this account", "concurrent_requests_limit")
+	timeoutOutcome          = func() *outcome {
 		o := requestError(504, "Request timed out", "request_timeout")
 		o.timeoutType = "user"
 		return o
@@ -495,9 +546,17 @@ func failOutcome(fail, prompt string) *outcome {
 	case FailRequestTimeout:
 		return timeoutOutcome
 	case FailStartupTimeout:
-		return requestError(504, "Runner startup timed out", "startup_timeout")
+		o := requestError(504, "Runner startup timed out", "startup_timeout")
+		o.retried = true
+		return o
 	case FailRunnerDisconnected:
-		return requestError(503, "Runner disconnected", "runner_disconnected")
+		o := requestError(503, "Runner disconnected", "runner_disconnected")
+		o.retried = true
+		return o
+	case FailGenerationTimeout:
+		o := modelError(504, []any{"body"}, "Generation timed out.", fail, nil)
+		o.final, o.retried = false, true
+		return o
 	}
 	return nil
 }
@@ -509,7 +568,7 @@ var fileWords = []string{"penguin", "rabbit", "kangaroo", "zebra", "koala", "pan
 type outputBuilder struct {
 	base      string // "http://host" for file URLs
 	requestID string
-	seed      uint64 // used when the input has none
+	seed      uint64 // used when the input has none; any uint64, above 2^63 half the time
 	runTime   time.Duration
 }
 

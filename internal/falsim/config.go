@@ -2,10 +2,12 @@ package falsim
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"time"
 )
@@ -16,13 +18,40 @@ const (
 	JitterDefault = 0.2
 	// WebhookRetriesDefault matches fal's "10 retries" policy.
 	WebhookRetriesDefault = 10
-	// WebhookRetryDelayDefault is the wait before the first webhook retry; it doubles after each.
-	WebhookRetryDelayDefault = time.Second
-	// WebhookTimeoutDefault bounds one webhook delivery attempt.
-	WebhookTimeoutDefault = 10 * time.Second
+	// WebhookRetryDelayDefault is fal's wait before the first webhook retry
+	// (times WebhookTimeScale); it doubles after each, capped at 30m, so
+	// that 10 retries span about 2 hours as fal's docs say.
+	WebhookRetryDelayDefault = 15 * time.Second
+	// WebhookTimeoutDefault bounds the first webhook delivery attempt, as
+	// fal's 15 s (times WebhookTimeScale).
+	WebhookTimeoutDefault = 15 * time.Second
+	// WebhookRetryTimeoutDefault bounds each retried delivery attempt, as
+	// fal's 120 s (times WebhookTimeScale).
+	WebhookRetryTimeoutDefault = 120 * time.Second
+	// ServerRetriesDefault is how many attempts fal's queue makes at a
+	// request whose runner fails (503, 504, connection errors).
+	ServerRetriesDefault = 10
+	// ServerRetryDelayDefault is how long each retried attempt takes.
+	ServerRetryDelayDefault = 10 * time.Millisecond
+	// AccountConcurrencyDefault is the account's limit on requests
+	// IN_PROGRESS across all models: high, so that only tests that ask
+	// for a limit meet one (fal's accounts run from 2 to 40).
+	AccountConcurrencyDefault = 10000
+	// LargeResultBytes is the size from which a result without payload
+	// storage is kept only LargeResultRetention.
+	LargeResultBytes = 10 << 10
+	// LargeResultRetentionDefault is fal's 6 minutes for results of 10 KB
+	// or more when payload storage is off.
+	LargeResultRetentionDefault = 6 * time.Minute
+	// StoredRetentionDefault is how long results stay readable with payload
+	// storage on (X-Fal-Store-IO absent or "1"): fal's 30 days.
+	StoredRetentionDefault = 30 * 24 * time.Hour
+	// StatusPingIntervalDefault is the keep-alive interval of status streams.
+	StatusPingIntervalDefault = time.Second
 	// WebhookSendersDefault is the size of the webhook sender pool.
 	WebhookSendersDefault = 16
-	// RetentionDefault is how long a completed queue request stays readable.
+	// RetentionDefault is how long a completed queue request stays
+	// readable when payload storage is off (X-Fal-Store-IO: 0): fal's 1 hour.
 	RetentionDefault = time.Hour
 	// MaxBodyBytes caps request bodies; larger ones get 413.
 	MaxBodyBytes = 10 << 20
@@ -32,9 +61,32 @@ const (
 // series keeps its last attempts within fal's "2 hours" envelope.
 const webhookRetryDelayMax = 30 * time.Minute
 
-// Config configures a Sim. The zero value is usable: catalog latencies and
-// concurrency, any well-formed key, no faults.
+// Config configures a Sim. The zero value is usable and faithful to fal:
+// catalog latencies and concurrency, any well-formed key, no faults,
+// asynchronous input validation, server-side retries, and cancels that
+// only signal the app (see Lenient).
 type Config struct {
+	// Lenient keeps the simulator's old shortcuts, for tests that want
+	// them: invalid input is answered 422 at submit (no job is made),
+	// runner failures are not retried server-side, and a cancel of a
+	// running request is always honoured (499). The default (false) is
+	// what fal does.
+	Lenient bool
+	// ServerRetries is the number of attempts the queue makes at a request
+	// whose runner fails (_sim.fail runner_disconnected or startup_timeout):
+	// each further attempt gets a new gateway_request_id, and when they are
+	// spent the request is COMPLETED with the failure as its stored result.
+	// 500s are never retried, nor sync runs. Defaults to
+	// ServerRetriesDefault (10); negative means one attempt only.
+	ServerRetries int
+	// ServerRetryDelay is how long each retried attempt takes. Defaults to
+	// ServerRetryDelayDefault (10ms).
+	ServerRetryDelay time.Duration
+	// AccountConcurrency limits the requests IN_PROGRESS across all models
+	// (queue and sync): queued requests past it wait IN_QUEUE, sync runs and
+	// streams are answered 429 concurrent_requests_limit. Defaults to
+	// AccountConcurrencyDefault (10000) when 0.
+	AccountConcurrency int
 	// Latency, if > 0, replaces every catalog model's run time. Tests use
 	// small values (20ms). A request's "_sim.latency_ms" wins over it.
 	Latency time.Duration
@@ -56,15 +108,36 @@ type Config struct {
 	WebhookRetries int
 	// WebhookRetryDelay is the wait before the first retry; each further
 	// retry waits twice as long (capped at 30m). Defaults to
-	// WebhookRetryDelayDefault.
+	// WebhookRetryDelayDefault (15s) times WebhookTimeScale.
 	WebhookRetryDelay time.Duration
-	// WebhookTimeout bounds one delivery attempt. Defaults to WebhookTimeoutDefault.
+	// WebhookTimeout bounds the first delivery attempt. Defaults to
+	// WebhookTimeoutDefault (15s) times WebhookTimeScale.
 	WebhookTimeout time.Duration
+	// WebhookRetryTimeout bounds each retried attempt. Defaults to
+	// WebhookTimeout when that is set, else WebhookRetryTimeoutDefault
+	// (120s) times WebhookTimeScale.
+	WebhookRetryTimeout time.Duration
+	// WebhookTimeScale scales fal's webhook schedule (the defaults of
+	// WebhookRetryDelay, WebhookTimeout and WebhookRetryTimeout): 1 is real
+	// time, 0.01 a hundred times faster. Defaults to 1 when 0.
+	WebhookTimeScale float64
 	// WebhookSenders is the number of sender goroutines. Defaults to WebhookSendersDefault.
 	WebhookSenders int
 	// Retention is how long completed queue requests stay readable before
-	// status/result answer 404. Defaults to RetentionDefault.
+	// status/result answer 404, when the submit turned payload storage off
+	// (X-Fal-Store-IO: 0). Defaults to RetentionDefault (1h).
 	Retention time.Duration
+	// LargeResultRetention replaces Retention for results of
+	// LargeResultBytes (10 KB) or more. Defaults to
+	// LargeResultRetentionDefault (6m).
+	LargeResultRetention time.Duration
+	// StoredRetention is how long results stay readable with payload
+	// storage on, fal's default. Defaults to StoredRetentionDefault (30 days).
+	StoredRetention time.Duration
+	// StatusPingInterval is how often a status stream sends a ": ping"
+	// comment (and, while the request runs, repeats its IN_PROGRESS event).
+	// Defaults to StatusPingIntervalDefault (1s).
+	StatusPingInterval time.Duration
 	// Faults are the initial injected faults; see SetFaults.
 	Faults Faults
 	// Seed seeds the random source used for faults, jitter and generated
@@ -86,18 +159,39 @@ func (c Config) withDefaults() Config {
 	} else if c.WebhookRetries < 0 {
 		c.WebhookRetries = 0
 	}
+	if c.WebhookTimeScale == 0 {
+		c.WebhookTimeScale = 1
+	}
+	scaled := func(d time.Duration) time.Duration {
+		return max(time.Duration(float64(d)*c.WebhookTimeScale), time.Millisecond)
+	}
 	if c.WebhookRetryDelay == 0 {
-		c.WebhookRetryDelay = WebhookRetryDelayDefault
+		c.WebhookRetryDelay = scaled(WebhookRetryDelayDefault)
+	}
+	if c.WebhookRetryTimeout == 0 {
+		c.WebhookRetryTimeout = c.WebhookTimeout
+		if c.WebhookRetryTimeout == 0 {
+			c.WebhookRetryTimeout = scaled(WebhookRetryTimeoutDefault)
+		}
 	}
 	if c.WebhookTimeout == 0 {
-		c.WebhookTimeout = WebhookTimeoutDefault
+		c.WebhookTimeout = scaled(WebhookTimeoutDefault)
 	}
-	if c.WebhookSenders == 0 {
-		c.WebhookSenders = WebhookSendersDefault
+	if c.ServerRetries == 0 {
+		c.ServerRetries = ServerRetriesDefault
+	} else if c.ServerRetries < 0 {
+		c.ServerRetries = 1
 	}
-	if c.Retention == 0 {
-		c.Retention = RetentionDefault
+	if c.Lenient {
+		c.ServerRetries = 1
 	}
+	c.ServerRetryDelay = cmp.Or(c.ServerRetryDelay, ServerRetryDelayDefault)
+	c.AccountConcurrency = cmp.Or(c.AccountConcurrency, AccountConcurrencyDefault)
+	c.LargeResultRetention = cmp.Or(c.LargeResultRetention, LargeResultRetentionDefault)
+	c.StoredRetention = cmp.Or(c.StoredRetention, StoredRetentionDefault)
+	c.StatusPingInterval = cmp.Or(c.StatusPingInterval, StatusPingIntervalDefault)
+	c.WebhookSenders = cmp.Or(c.WebhookSenders, WebhookSendersDefault)
+	c.Retention = cmp.Or(c.Retention, RetentionDefault)
 	if c.Seed == 0 {
 		c.Seed = time.Now().UnixNano()
 	}
@@ -127,8 +221,23 @@ func (c Config) validate() error {
 	if c.WebhookSenders < 0 {
 		errs = append(errs, fmt.Errorf("falsim: WebhookSenders: must be ≥ 0 (got %d)", c.WebhookSenders))
 	}
-	if c.Retention < 0 {
-		errs = append(errs, fmt.Errorf("falsim: Retention: must be ≥ 0 (got %s)", c.Retention))
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"Retention", c.Retention}, {"LargeResultRetention", c.LargeResultRetention},
+		{"StoredRetention", c.StoredRetention}, {"ServerRetryDelay", c.ServerRetryDelay},
+		{"WebhookRetryTimeout", c.WebhookRetryTimeout}, {"StatusPingInterval", c.StatusPingInterval},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("falsim: %s: must be ≥ 0 (got %s)", d.name, d.v))
+		}
+	}
+	if !(c.WebhookTimeScale >= 0) || math.IsInf(c.WebhookTimeScale, 0) {
+		errs = append(errs, fmt.Errorf("falsim: WebhookTimeScale: must be a finite number ≥ 0 (got %g)", c.WebhookTimeScale))
+	}
+	if c.AccountConcurrency < 0 {
+		errs = append(errs, fmt.Errorf("falsim: AccountConcurrency: must be ≥ 0 (got %d)", c.AccountConcurrency))
 	}
 	for _, k := range c.Keys {
 		if _, ok := parseKey(k); !ok {
@@ -143,8 +252,8 @@ func (c Config) validate() error {
 
 // Faults are injected failures. Rates are fractions in [0, 1] drawn
 // independently per call. They apply to the API calls (submit, status,
-// status stream, result, cancel, run, stream), never to /_sim, /files or the
-// JWKS. In the admin API durations are Go duration strings ("250ms"); a JSON
+// status stream, result, cancel, run, stream), never to /_sim, /files, the
+// pricing API or the JWKS (but for JWKSDown). In the admin API durations are Go duration strings ("250ms"); a JSON
 // number is read as seconds.
 type Faults struct {
 	// RateLimitRate is the fraction of API calls answered 429. A rejected
@@ -173,7 +282,22 @@ type Faults struct {
 	// until the client disconnects or the Sim closes (then the connection
 	// is dropped).
 	HangRate float64 `json:"hang_rate"`
+	// BadGatewayAfterAcceptRate is the fraction of submits that are
+	// accepted (the job is made, runs, is billed and sends its webhook)
+	// but answered with nginx's HTML 502 without x-fal-request-id, as when
+	// fal's ingress loses the upstream's answer (fal-protocol §11.4).
+	BadGatewayAfterAcceptRate float64 `json:"bad_gateway_after_accept_rate"`
+	// JWKSDown makes one JWKS path answer 503: JWKSDownCurrent
+	// (/.well-known/jwks.json) or JWKSDownAlpha
+	// (/alpha/.well-known/jwks.json); "" keeps both up.
+	JWKSDown string `json:"jwks_down"`
 }
+
+// Values of Faults.JWKSDown.
+const (
+	JWKSDownCurrent = "current" // rest.fal.ai's path answers 503
+	JWKSDownAlpha   = "alpha"   // rest.alpha.fal.ai's path answers 503
+)
 
 // Validate reports rates outside [0, 1] and negative durations, naming the
 // JSON field.
@@ -189,10 +313,16 @@ func (f Faults) Validate() error {
 		{"webhook_duplicate_rate", f.WebhookDuplicateRate},
 		{"webhook_bad_signature_rate", f.WebhookBadSignatureRate},
 		{"hang_rate", f.HangRate},
+		{"bad_gateway_after_accept_rate", f.BadGatewayAfterAcceptRate},
 	} {
 		if !(r.v >= 0 && r.v <= 1) { // also rejects NaN
 			errs = append(errs, fmt.Errorf("falsim: faults: %s: must be within [0, 1] (got %g)", r.name, r.v))
 		}
+	}
+	switch f.JWKSDown {
+	case "", JWKSDownCurrent, JWKSDownAlpha:
+	default:
+		errs = append(errs, fmt.Errorf("falsim: faults: jwks_down: must be \"\", %q or %q (got %q)", JWKSDownCurrent, JWKSDownAlpha, f.JWKSDown))
 	}
 	for _, d := range []struct {
 		name string
@@ -252,6 +382,8 @@ type faultsJSON struct {
 	WebhookDelay            jsonDuration `json:"webhook_delay"`
 	WebhookBadSignatureRate float64      `json:"webhook_bad_signature_rate"`
 	HangRate                float64      `json:"hang_rate"`
+	BadGatewayAfterAccept   float64      `json:"bad_gateway_after_accept_rate"`
+	JWKSDown                string       `json:"jwks_down"`
 }
 
 // MarshalJSON writes durations as Go duration strings ("250ms").
@@ -266,6 +398,8 @@ func (f Faults) MarshalJSON() ([]byte, error) {
 		WebhookDelay:            jsonDuration(f.WebhookDelay),
 		WebhookBadSignatureRate: f.WebhookBadSignatureRate,
 		HangRate:                f.HangRate,
+		BadGatewayAfterAccept:   f.BadGatewayAfterAcceptRate,
+		JWKSDown:                f.JWKSDown,
 	})
 }
 
@@ -280,15 +414,17 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*f = Faults{
-		RateLimitRate:           j.RateLimitRate,
-		RetryAfter:              time.Duration(j.RetryAfter),
-		ServerErrorRate:         j.ServerErrorRate,
-		AddedLatency:            time.Duration(j.AddedLatency),
-		WebhookDropRate:         j.WebhookDropRate,
-		WebhookDuplicateRate:    j.WebhookDuplicateRate,
-		WebhookDelay:            time.Duration(j.WebhookDelay),
-		WebhookBadSignatureRate: j.WebhookBadSignatureRate,
-		HangRate:                j.HangRate,
+		RateLimitRate:             j.RateLimitRate,
+		RetryAfter:                time.Duration(j.RetryAfter),
+		ServerErrorRate:           j.ServerErrorRate,
+		AddedLatency:              time.Duration(j.AddedLatency),
+		WebhookDropRate:           j.WebhookDropRate,
+		WebhookDuplicateRate:      j.WebhookDuplicateRate,
+		WebhookDelay:              time.Duration(j.WebhookDelay),
+		WebhookBadSignatureRate:   j.WebhookBadSignatureRate,
+		HangRate:                  j.HangRate,
+		BadGatewayAfterAcceptRate: j.BadGatewayAfterAccept,
+		JWKSDown:                  j.JWKSDown,
 	}
 	return nil
 }
@@ -306,6 +442,10 @@ func (f Faults) clamped() Faults {
 	f.WebhookDuplicateRate = rate(f.WebhookDuplicateRate)
 	f.WebhookBadSignatureRate = rate(f.WebhookBadSignatureRate)
 	f.HangRate = rate(f.HangRate)
+	f.BadGatewayAfterAcceptRate = rate(f.BadGatewayAfterAcceptRate)
+	if f.JWKSDown != JWKSDownCurrent && f.JWKSDown != JWKSDownAlpha {
+		f.JWKSDown = ""
+	}
 	f.RetryAfter = max(f.RetryAfter, 0)
 	f.AddedLatency = max(f.AddedLatency, 0)
 	f.WebhookDelay = max(f.WebhookDelay, 0)

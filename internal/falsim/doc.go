@@ -11,9 +11,39 @@
 //	PUT  {base}/{app_id}/requests/{rid}/cancel        cancel
 //	POST {base}/run/{model_id}                         sync run
 //	POST {base}/run/{model_id}/stream                  sync run as server-sent events
-//	GET  {base}/.well-known/jwks.json                  webhook signing keys
+//	GET  {base}/.well-known/jwks.json                  webhook signing keys (rest.fal.ai)
+//	GET  {base}/alpha/.well-known/jwks.json            the same keys, x "="-padded (rest.alpha.fal.ai)
+//	GET  {base}/v1/models/pricing?endpoint_id=…        Platform API pricing (api.fal.ai/v1)
 //	GET  {base}/files/...                              media the outputs point to
 //	GET  {base}/_sim/stats, POST {base}/_sim/reset, GET|PUT {base}/_sim/faults
+//	GET  {base}/_sim/requests/{rid}                    what the simulator knows of a request
+//
+// # Faithful by default
+//
+// The zero Config behaves as fal does where that is hard on a client
+// (fal-protocol §11; internal/falsim/README.md lists every item):
+//
+//   - Input validation is asynchronous: a queue submit of an invalid input
+//     answers 200 IN_QUEUE; the request completes with the 422 as its
+//     stored result and an ERROR webhook. Sync runs answer 422 at once.
+//   - Runner failures (_sim.fail runner_disconnected, startup_timeout,
+//     generation_timeout) are retried by the queue up to
+//     Config.ServerRetries attempts, each with a new gateway_request_id;
+//     then the request is COMPLETED and its result is the stored 5xx.
+//     500s are not retried; X-Fal-No-Retry turns retries off.
+//   - At most Config.AccountConcurrency requests are IN_PROGRESS across all
+//     models; queued ones wait, sync runs get 429 concurrent_requests_limit.
+//   - A cancel of a running request only signals the app: a model that
+//     honours cancels (catalog, or _sim.cancel) ends with 499, one that
+//     ignores them finishes, is billed, and its output is the result.
+//   - Results are kept 30 days with payload storage on (the default),
+//     else 1 hour, or 6 minutes for results of 10 KB or more.
+//   - Webhook bodies have sorted keys; webhook retries follow fal's
+//     schedule, scaled by Config.WebhookTimeScale.
+//
+// Config.Lenient (falsim --lenient) keeps the older shortcuts for tests
+// that want them: 422 at submit, no server-side retries, every cancel of a
+// running request honoured.
 //
 // {app_id} is the base app id of fal-protocol §2: the endpoint id without its
 // path, i.e. two segments, or three under the workflows/ and comfy/
@@ -27,7 +57,10 @@
 // service it stands in for.
 //
 // Tests steer single requests with a reserved "_sim" object in the input
-// ({"latency_ms": N, "fail": "content_policy_violation"}), and the whole
-// simulator with Faults (rate limits, server errors, hung requests, webhook
-// trouble), which can be changed while it runs.
+// ({"latency_ms": N, "fail": "runner_disconnected", "fail_attempts": 2,
+// "cancel": "ignore", "sign_gateway_id": true}), and the whole simulator
+// with Faults (rate limits, server errors, hung requests, webhook trouble,
+// a 502 after an accepted submit, a JWKS path down), which can be changed
+// while it runs. Stats count billed runs; Request and Billed tell a test
+// what happened to one request.
 package falsim

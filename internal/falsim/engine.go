@@ -37,20 +37,34 @@ const (
 // immutable ones are guarded by Sim.mu.
 type job struct {
 	// Immutable after creation.
-	id         string
-	seq        uint64 // submission order; lanes are sorted by it
-	epoch      uint64 // Reset generation; events of older epochs are stale
-	ms         *modelState
-	base       string // "http://host", for the URLs in status bodies
-	lane       int
-	sync       bool // run or stream: not in the jobs map, no webhook, no expiry
-	runTime    time.Duration
-	planned    *outcome // what the run produces if it finishes
-	webhookURL string   // cleared (under Sim.mu) when a Reset forgets the job
-	userID     string   // X-Fal-Webhook-User-Id
-	nImages    int      // for the log lines
+	id      string
+	seq     uint64 // submission order; lanes are sorted by it
+	epoch   uint64 // Reset generation; events of older epochs are stale
+	ms      *modelState
+	base    string // "http://host", for the URLs in status bodies
+	lane    int
+	sync    bool // run or stream: not in the jobs map, no webhook, no expiry
+	runTime time.Duration
+	planned *outcome // what a successful attempt produces (or the async 422)
+	fail    *outcome // what a failing attempt produces ("_sim.fail"), or nil
+	// failAttempts > 0 fails only the first failAttempts attempts.
+	failAttempts  int
+	webhookURL    string        // cleared (under Sim.mu) when a Reset forgets the job
+	userID        string        // X-Fal-Webhook-User-Id
+	nImages       int           // for the log lines
+	honours       bool          // the app stops on a cancel signal
+	noRetry       bool          // X-Fal-No-Retry: one attempt only
+	storeIO       bool          // payload storage on (X-Fal-Store-IO absent or not "0")
+	signGatewayID bool          // "_sim.sign_gateway_id": sign the last gateway id
+	mediaTTL      time.Duration // X-Fal-Object-Lifecycle-Preference; 0 = media never expire
+	headers       map[string]string
 
 	state     jobState
+	attempts  int      // attempts started, from 1 once running
+	gateways  []string // gateway_request_id of each retried attempt (the first attempt's is id)
+	inRetry   bool     // a failed attempt is being retried
+	cancelReq bool     // a cancel was asked for
+	billed    int
 	submitted time.Time
 	started   time.Time
 	completed time.Time
@@ -152,12 +166,13 @@ const (
 // event is a timer-heap entry. Events are never removed early: a handler
 // checks whether the event still applies (job state, epoch) when it is due.
 type event struct {
-	when  time.Time
-	seq   uint64
-	kind  evKind
-	epoch uint64
-	job   *job
-	del   *delivery
+	when    time.Time
+	seq     uint64
+	kind    evKind
+	epoch   uint64
+	attempt int // evFinish: the attempt it ends
+	job     *job
+	del     *delivery
 }
 
 type eventHeap []*event
@@ -234,16 +249,35 @@ func (s *Sim) handleEvent(ev *event, now time.Time) {
 	}
 	switch ev.kind {
 	case evFinish:
-		if ev.job.state == stateRunning {
-			s.complete(ev.job, ev.job.planned, now)
+		j := ev.job
+		if j.state != stateRunning || ev.attempt != j.attempts {
+			return
 		}
+		o := j.attemptOutcome()
+		if o.retried && !j.sync && !j.noRetry && j.attempts < s.cfg.ServerRetries {
+			// fal's queue retries the request on another runner: a new
+			// gateway id, the same queue request id.
+			j.attempts++
+			j.gateways = append(j.gateways, newRequestID())
+			j.inRetry = true
+			s.count(cServerRetries)
+			s.schedule(&event{when: now.Add(s.cfg.ServerRetryDelay), kind: evFinish, job: j, attempt: j.attempts})
+			return
+		}
+		s.complete(j, o, now)
 	case evStartTimeout:
 		j := ev.job
-		if j.state == stateQueued && j.ms.lanes[j.lane].remove(j) {
+		switch {
+		case j.state == stateQueued && j.ms.lanes[j.lane].remove(j):
 			j.ms.queueChanged()
-			s.count(cTimedOut)
-			s.complete(j, timeoutOutcome, now)
+		case j.state == stateRunning && j.inRetry && j.attemptOutcome() != j.planned:
+			// The start deadline covers failed retries: no runner has
+			// started processing the request yet.
+		default:
+			return
 		}
+		s.count(cTimedOut)
+		s.complete(j, timeoutOutcome, now)
 	case evExpire:
 		if s.jobs[ev.job.id] == ev.job {
 			delete(s.jobs, ev.job.id)
@@ -271,29 +305,81 @@ func (s *Sim) enqueue(j *job, startTimeout time.Duration, now time.Time) {
 	s.dispatch(j.ms, now)
 }
 
-// dispatch starts queued jobs while the model has free runners. Callers hold s.mu.
+// attemptOutcome is what the current attempt produces.
+func (j *job) attemptOutcome() *outcome {
+	if j.fail != nil && (j.failAttempts == 0 || j.attempts <= j.failAttempts) {
+		return j.fail
+	}
+	return j.planned
+}
+
+// dispatch starts queued jobs while the model has free runners and the
+// account is under its concurrency limit. Callers hold s.mu.
 func (s *Sim) dispatch(ms *modelState, now time.Time) {
 	moved := false
-	for ms.running < ms.concurrency {
-		j := ms.lanes[laneNormal].pop()
-		if j == nil {
-			j = ms.lanes[laneLow].pop()
-		}
+	for ms.running < ms.concurrency && s.running < int64(s.cfg.AccountConcurrency) {
+		j := ms.head()
 		if j == nil {
 			break
 		}
 		moved = true
-		s.queued--
-		s.running++
-		ms.running++
-		j.state = stateRunning
-		j.started = now
-		j.wakeWatchers()
-		s.schedule(&event{when: now.Add(j.runTime), kind: evFinish, job: j})
+		s.start(ms, now)
 	}
 	if moved {
 		ms.queueChanged()
 	}
+}
+
+// dispatchAll starts queued jobs of every model, oldest (normal lane first)
+// first, while runners and the account limit allow: a runner freed by one
+// model may be the account slot another model's queue waits for. Callers
+// hold s.mu.
+func (s *Sim) dispatchAll(now time.Time) {
+	for s.running < int64(s.cfg.AccountConcurrency) {
+		var best *modelState
+		var bj *job
+		for _, ms := range s.models {
+			if ms.running >= ms.concurrency {
+				continue
+			}
+			j := ms.head()
+			if j != nil && (bj == nil || j.lane < bj.lane || (j.lane == bj.lane && j.seq < bj.seq)) {
+				best, bj = ms, j
+			}
+		}
+		if best == nil {
+			return
+		}
+		s.start(best, now)
+		best.queueChanged()
+	}
+}
+
+// head is the job a free runner of ms takes next, or nil.
+func (ms *modelState) head() *job {
+	for l := range ms.lanes {
+		if ln := &ms.lanes[l]; ln.len() > 0 {
+			return ln.items[ln.head]
+		}
+	}
+	return nil
+}
+
+// start takes ms's head job out of its queue and runs its first attempt.
+// Callers hold s.mu and have checked that ms has a job and a free runner.
+func (s *Sim) start(ms *modelState, now time.Time) {
+	j := ms.lanes[laneNormal].pop()
+	if j == nil {
+		j = ms.lanes[laneLow].pop()
+	}
+	s.queued--
+	s.running++
+	ms.running++
+	j.state = stateRunning
+	j.started = now
+	j.attempts = 1
+	j.wakeWatchers()
+	s.schedule(&event{when: now.Add(j.runTime), kind: evFinish, job: j, attempt: 1})
 }
 
 // complete moves a queued or running job to COMPLETED with outcome o,
@@ -306,7 +392,7 @@ func (s *Sim) complete(j *job, o *outcome, now time.Time) {
 	case stateRunning:
 		s.running--
 		j.ms.running--
-		defer s.dispatch(j.ms, now)
+		defer s.dispatchAll(now)
 	case stateQueued:
 		s.queued--
 	}
@@ -318,14 +404,54 @@ func (s *Sim) complete(j *job, o *outcome, now time.Time) {
 	s.count(cCompleted)
 	if !o.ok() {
 		s.count(cFailed)
+	} else {
+		// fal bills an app run that produced a result; never server
+		// errors, cancels (499) or validation errors.
+		j.billed++
+		s.billed++
+		s.billedByModel[j.ms.m.id]++
+		s.billedByID[j.id]++
+		if j.mediaTTL > 0 {
+			s.mediaUntil[j.id] = now.Add(j.mediaTTL)
+		}
 	}
 	if j.sync {
 		return
 	}
-	s.schedule(&event{when: now.Add(s.cfg.Retention), kind: evExpire, job: j})
+	s.schedule(&event{when: now.Add(s.retention(j, o)), kind: evExpire, job: j})
 	if j.webhookURL != "" {
 		s.webhookFor(j, now)
 	}
+}
+
+// retention is how long a completed queue request stays readable
+// (fal-protocol §11): 30 days with payload storage, else 1 hour, or 6
+// minutes for a result of 10 KB or more.
+func (s *Sim) retention(j *job, o *outcome) time.Duration {
+	switch {
+	case j.storeIO:
+		return s.cfg.StoredRetention
+	case len(o.body) >= LargeResultBytes:
+		return s.cfg.LargeResultRetention
+	}
+	return s.cfg.Retention
+}
+
+// requestCancel is a cancel asked for through the queue API: a queued job
+// leaves the queue with a 499; a running one only has its app signalled,
+// and ends with a 499 if the app honours the signal (always in Lenient
+// mode), else runs on. It reports false if the job was already completed.
+// Callers hold s.mu.
+func (s *Sim) requestCancel(j *job, now time.Time) bool {
+	if j.state == stateCompleted {
+		return false
+	}
+	j.cancelReq = true
+	if j.state == stateRunning && !s.cfg.Lenient && !j.honours {
+		s.log.Debug("cancel ignored by the app", "request_id", j.id)
+		return true
+	}
+	return s.cancel(j, now)
 }
 
 // cancel ends a queued or running job with a 499, as an app that honours
@@ -367,4 +493,12 @@ func (j *job) changed() <-chan struct{} {
 		j.notify = make(chan struct{})
 	}
 	return j.notify
+}
+
+// lastGateway is the gateway_request_id of the latest attempt.
+func (j *job) lastGateway() string {
+	if n := len(j.gateways); n > 0 {
+		return j.gateways[n-1]
+	}
+	return j.id
 }

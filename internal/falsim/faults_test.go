@@ -128,7 +128,8 @@ func TestFaultsAdmin(t *testing.T) {
 	r := b.do(http.MethodGet, "/_sim/faults", nil)
 	require.Equal(t, http.StatusOK, r.code)
 	require.JSONEq(t, `{"rate_limit_rate":0,"retry_after":"0s","server_error_rate":0,"added_latency":"0s",
-		"webhook_drop_rate":0,"webhook_duplicate_rate":0,"webhook_delay":"0s","webhook_bad_signature_rate":0,"hang_rate":0}`, string(r.body))
+		"webhook_drop_rate":0,"webhook_duplicate_rate":0,"webhook_delay":"0s","webhook_bad_signature_rate":0,"hang_rate":0,
+		"bad_gateway_after_accept_rate":0,"jwks_down":""}`, string(r.body))
 
 	r = b.do(http.MethodPut, "/_sim/faults", `{"rate_limit_rate":0.25,"retry_after":"2s","added_latency":"250ms","webhook_delay":1.5}`)
 	require.Equal(t, http.StatusOK, r.code, "%s", r.body)

@@ -23,6 +23,9 @@ const (
 	routeStats
 	routeReset
 	routeFaults
+	routeJWKSAlpha
+	routePricing
+	routeSimRequest
 )
 
 // route is a parsed request path.
@@ -74,6 +77,9 @@ func parseRoute(method, path string) route {
 	}
 	switch segs[0] {
 	case "_sim":
+		if len(segs) == 3 && segs[1] == "requests" {
+			return methods(method, route{kind: routeSimRequest, requestID: segs[2]}, http.MethodGet)
+		}
 		if len(segs) != 2 {
 			return route{kind: routeNotFound}
 		}
@@ -86,6 +92,16 @@ func parseRoute(method, path string) route {
 			return methods(method, route{kind: routeFaults}, http.MethodGet, http.MethodPut)
 		}
 		return route{kind: routeNotFound}
+	case "alpha":
+		// rest.alpha.fal.ai's key set, served under /alpha on one listener.
+		if len(segs) == 3 && segs[1] == ".well-known" && segs[2] == "jwks.json" {
+			return methods(method, route{kind: routeJWKSAlpha}, http.MethodGet)
+		}
+	case "v1":
+		// The Platform API (api.fal.ai/v1).
+		if len(segs) == 3 && segs[1] == "models" && segs[2] == "pricing" {
+			return methods(method, route{kind: routePricing}, http.MethodGet)
+		}
 	case ".well-known":
 		if len(segs) == 2 && segs[1] == "jwks.json" {
 			return methods(method, route{kind: routeJWKS}, http.MethodGet)

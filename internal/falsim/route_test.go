@@ -51,6 +51,12 @@ func TestParseRoute(t *testing.T) {
 		{"reset", "POST", "/_sim/reset", route{kind: routeReset}},
 		{"reset wrong method", "GET", "/_sim/reset", route{kind: routeMethodNotAllowed, allow: "POST"}},
 		{"faults put", "PUT", "/_sim/faults", route{kind: routeFaults}},
+		{"sim request", "GET", "/_sim/requests/abc", route{kind: routeSimRequest, requestID: "abc"}},
+		{"alpha jwks", "GET", "/alpha/.well-known/jwks.json", route{kind: routeJWKSAlpha}},
+		{"alpha other", "GET", "/alpha/x/requests/abc", route{kind: routeResult, app: "alpha/x", requestID: "abc"}},
+		{"pricing", "GET", "/v1/models/pricing", route{kind: routePricing}},
+		{"pricing wrong method", "POST", "/v1/models/pricing", route{kind: routeMethodNotAllowed, allow: "GET"}},
+		{"v1 model", "POST", "/v1/models", route{kind: routeSubmit, model: "v1/models", app: "v1/models"}},
 		{"root", "GET", "/", route{kind: routeNotFound}},
 		{"empty segment", "POST", "/fal-ai//flux", route{kind: routeNotFound}},
 		{"dot dot", "POST", "/fal-ai/../flux", route{kind: routeNotFound}},
@@ -128,10 +134,26 @@ func TestPyJSON(t *testing.T) {
 
 func TestWebhookBody(t *testing.T) {
 	t.Parallel()
-	ok := webhookBody("rid", 200, []byte(`{"seed":196619188014358660}`))
-	require.Equal(t, `{"request_id": "rid", "gateway_request_id": "rid", "status": "OK", "payload": {"seed": 196619188014358660}, "error": null}`, string(ok))
-	bad := webhookBody("rid", 422, []byte(`{"detail":[]}`))
-	require.Equal(t, `{"request_id": "rid", "gateway_request_id": "rid", "status": "ERROR", "payload": {"detail": []}, "error": "Invalid status code: 422"}`, string(bad))
+	tests := []struct {
+		name    string
+		gateway string
+		code    int
+		payload string
+		want    string
+	}{
+		{"ok, keys sorted at every level", "rid", 200, `{"seed":17454220438242315174,"images":[{"url":"u","content_type":"image/png"}]}`,
+			`{"error": null, "gateway_request_id": "rid", "payload": {"images": [{"content_type": "image/png", "url": "u"}], "seed": 17454220438242315174}, "request_id": "rid", "status": "OK"}`},
+		{"error after a server-side retry", "gw2", 422, `{"detail":[]}`,
+			`{"error": "Invalid status code: 422", "gateway_request_id": "gw2", "payload": {"detail": []}, "request_id": "rid", "status": "ERROR"}`},
+		{"no payload", "rid", 499, ``,
+			`{"error": "Invalid status code: 499", "gateway_request_id": "rid", "payload": null, "request_id": "rid", "status": "ERROR"}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tc.want, string(webhookBody("rid", tc.gateway, tc.code, []byte(tc.payload))))
+		})
+	}
 }
 
 func TestLane(t *testing.T) {

@@ -25,10 +25,11 @@ type Sim struct {
 	log  *slog.Logger
 	keys map[string]struct{}
 
-	priv ed25519.PrivateKey
-	pub  ed25519.PublicKey
-	kid  string
-	jwks []byte
+	priv      ed25519.PrivateKey
+	pub       ed25519.PublicKey
+	kid       string
+	jwks      []byte // the current host's key set: x unpadded
+	jwksAlpha []byte // the old host's: the same key, x "="-padded
 
 	// mu guards the engine: jobs, queues, the timer heap and the rng used
 	// for plans.
@@ -44,6 +45,10 @@ type Sim struct {
 	submitsByModel map[string]int64
 	queued         int64
 	running        int64
+	billed         int64
+	billedByModel  map[string]int64
+	billedByID     map[string]int       // survives a request's expiry, not a Reset
+	mediaUntil     map[string]time.Time // request id → when its output media expire
 
 	// curEpoch mirrors epoch for the webhook senders, which do not take mu
 	// to learn whether a Reset made their delivery stale.
@@ -99,14 +104,17 @@ func New(cfg Config) (*Sim, error) {
 			s.keys[strings.TrimSpace(k)] = struct{}{}
 		}
 	}
-	s.jwks = mustMarshal(map[string]any{"keys": []map[string]string{{
-		"kty": "OKP", "crv": "Ed25519", "x": base64.RawURLEncoding.EncodeToString(pub),
-		"kid": s.kid, "use": "sig", "alg": "EdDSA",
-	}}})
+	jwks := func(x string) []byte {
+		return mustMarshal(map[string]any{"keys": []map[string]string{{
+			"kty": "OKP", "crv": "Ed25519", "x": x, "kid": s.kid, "use": "sig", "alg": "EdDSA",
+		}}})
+	}
+	s.jwks = jwks(base64.RawURLEncoding.EncodeToString(pub))
+	s.jwksAlpha = jwks(base64.URLEncoding.EncodeToString(pub))
 	s.resetEngine()
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = cfg.WebhookSenders
-	s.whClient = &http.Client{Transport: transport, Timeout: cfg.WebhookTimeout}
+	s.whClient = &http.Client{Transport: transport} // each attempt has its own deadline
 	s.whCtx, s.whCancel = context.WithCancel(context.Background())
 
 	s.wg.Add(1 + cfg.WebhookSenders)
@@ -135,6 +143,10 @@ func (s *Sim) resetEngine() {
 	s.events = nil
 	s.submitsByModel = make(map[string]int64)
 	s.queued, s.running = 0, 0
+	s.billed = 0
+	s.billedByModel = make(map[string]int64)
+	s.billedByID = make(map[string]int)
+	s.mediaUntil = make(map[string]time.Time)
 }
 
 // Close stops the engine and the webhook senders (cancelling deliveries in
@@ -197,7 +209,7 @@ func (s *Sim) Faults() Faults {
 }
 
 // PublicKey is the Ed25519 key webhooks are signed with; the JWKS at
-// /.well-known/jwks.json publishes it.
+// /.well-known/jwks.json and /alpha/.well-known/jwks.json publish it.
 func (s *Sim) PublicKey() ed25519.PublicKey { return s.pub }
 
 // KeyID is the "kid" of PublicKey in the JWKS.
@@ -230,6 +242,9 @@ const (
 	cValidationErrors
 	cNotFound
 	cFiles
+	cServerRetries
+	cBadGatewayAfterAccept
+	cConcurrencyLimited
 	nCounters
 )
 
@@ -241,7 +256,9 @@ func (s *Sim) count(c counter) { s.stats[c].Add(1) }
 // count authenticated calls that were not answered by an injected fault;
 // those are counted in rate_limited, server_errors and hung instead.
 // submits, sync_runs and streams count accepted requests only: a submit
-// rejected by a fault, a 404 or a 422 never counts.
+// rejected by a fault or a 404 never counts. An invalid input is accepted
+// (its 422 is the request's result, and counts in validation_errors) unless
+// the Sim is Lenient.
 type Stats struct {
 	Submits        int64            `json:"submits"`
 	SubmitsByModel map[string]int64 `json:"submits_by_model"`
@@ -276,6 +293,20 @@ type Stats struct {
 	NotFound         int64 `json:"not_found"`
 	Files            int64 `json:"files"`
 
+	// ServerRetries counts attempts the queue retried after a runner
+	// failure; BadGatewayAfterAccept accepted submits answered with an
+	// nginx 502; ConcurrencyLimited sync runs and streams refused with 429
+	// at the account's concurrency limit.
+	ServerRetries         int64 `json:"server_retries"`
+	BadGatewayAfterAccept int64 `json:"bad_gateway_after_accept"`
+	ConcurrencyLimited    int64 `json:"concurrency_limited"`
+
+	// Billed counts app runs billed: runs that produced a result (an OK
+	// output, including one whose cancel the app ignored), queue and sync
+	// alike. Server errors, 499s and validation errors are not billed.
+	Billed        int64            `json:"billed"`
+	BilledByModel map[string]int64 `json:"billed_by_model"`
+
 	// Gauges: requests waiting for a runner, running, and queue requests
 	// still readable.
 	Queued  int64 `json:"queued"`
@@ -286,36 +317,101 @@ type Stats struct {
 // Stats returns a snapshot of the counters.
 func (s *Sim) Stats() Stats {
 	st := Stats{
-		Submits:              s.stats[cSubmits].Load(),
-		StatusCalls:          s.stats[cStatusCalls].Load(),
-		StatusStreams:        s.stats[cStatusStreams].Load(),
-		ResultCalls:          s.stats[cResultCalls].Load(),
-		Cancels:              s.stats[cCancels].Load(),
-		SyncRuns:             s.stats[cSyncRuns].Load(),
-		Streams:              s.stats[cStreams].Load(),
-		Completed:            s.stats[cCompleted].Load(),
-		Failed:               s.stats[cFailed].Load(),
-		Cancelled:            s.stats[cCancelled].Load(),
-		TimedOut:             s.stats[cTimedOut].Load(),
-		WebhooksSent:         s.stats[cWebhooksSent].Load(),
-		WebhooksFailed:       s.stats[cWebhooksFailed].Load(),
-		WebhooksDropped:      s.stats[cWebhooksDropped].Load(),
-		WebhooksDuplicated:   s.stats[cWebhooksDuplicated].Load(),
-		WebhooksBadSignature: s.stats[cWebhooksBadSignature].Load(),
-		RateLimited:          s.stats[cRateLimited].Load(),
-		ServerErrors:         s.stats[cServerErrors].Load(),
-		Hung:                 s.stats[cHung].Load(),
-		Unauthorized:         s.stats[cUnauthorized].Load(),
-		ValidationErrors:     s.stats[cValidationErrors].Load(),
-		NotFound:             s.stats[cNotFound].Load(),
-		Files:                s.stats[cFiles].Load(),
+		Submits:               s.stats[cSubmits].Load(),
+		StatusCalls:           s.stats[cStatusCalls].Load(),
+		StatusStreams:         s.stats[cStatusStreams].Load(),
+		ResultCalls:           s.stats[cResultCalls].Load(),
+		Cancels:               s.stats[cCancels].Load(),
+		SyncRuns:              s.stats[cSyncRuns].Load(),
+		Streams:               s.stats[cStreams].Load(),
+		Completed:             s.stats[cCompleted].Load(),
+		Failed:                s.stats[cFailed].Load(),
+		Cancelled:             s.stats[cCancelled].Load(),
+		TimedOut:              s.stats[cTimedOut].Load(),
+		WebhooksSent:          s.stats[cWebhooksSent].Load(),
+		WebhooksFailed:        s.stats[cWebhooksFailed].Load(),
+		WebhooksDropped:       s.stats[cWebhooksDropped].Load(),
+		WebhooksDuplicated:    s.stats[cWebhooksDuplicated].Load(),
+		WebhooksBadSignature:  s.stats[cWebhooksBadSignature].Load(),
+		RateLimited:           s.stats[cRateLimited].Load(),
+		ServerErrors:          s.stats[cServerErrors].Load(),
+		Hung:                  s.stats[cHung].Load(),
+		Unauthorized:          s.stats[cUnauthorized].Load(),
+		ValidationErrors:      s.stats[cValidationErrors].Load(),
+		NotFound:              s.stats[cNotFound].Load(),
+		Files:                 s.stats[cFiles].Load(),
+		ServerRetries:         s.stats[cServerRetries].Load(),
+		BadGatewayAfterAccept: s.stats[cBadGatewayAfterAccept].Load(),
+		ConcurrencyLimited:    s.stats[cConcurrencyLimited].Load(),
 	}
 	s.mu.Lock()
 	st.SubmitsByModel = make(map[string]int64, len(s.submitsByModel))
 	for k, v := range s.submitsByModel {
 		st.SubmitsByModel[k] = v
 	}
+	st.BilledByModel = make(map[string]int64, len(s.billedByModel))
+	for k, v := range s.billedByModel {
+		st.BilledByModel[k] = v
+	}
+	st.Billed = s.billed
 	st.Queued, st.Running, st.Jobs = s.queued, s.running, int64(len(s.jobs))
 	s.mu.Unlock()
 	return st
+}
+
+// RequestInfo is what the simulator knows of one queue request, served as
+// JSON at GET /_sim/requests/{request_id}.
+type RequestInfo struct {
+	RequestID string `json:"request_id"`
+	Model     string `json:"model"`
+	// State is IN_QUEUE, IN_PROGRESS or COMPLETED.
+	State string `json:"state"`
+	// Attempts counts the attempts started (server-side retries included).
+	Attempts int `json:"attempts"`
+	// GatewayRequestIDs are the attempts' gateway_request_id, first to
+	// last; the first is the request id.
+	GatewayRequestIDs []string `json:"gateway_request_ids"`
+	// Billed is how many times the request was billed (0 or 1).
+	Billed int `json:"billed"`
+	// Headers are the platform request headers the submit carried
+	// (X-Fal-*, x-app-fal-disable-fallback), by lower-case name.
+	Headers         map[string]string `json:"headers"`
+	CancelRequested bool              `json:"cancel_requested"`
+	// StatusCode is the result's HTTP status once COMPLETED, else 0.
+	StatusCode int    `json:"status_code,omitempty"`
+	ErrorType  string `json:"error_type,omitempty"`
+	Webhook    bool   `json:"webhook"`
+}
+
+// Request returns what the simulator knows of a queue request, and false
+// if it has none (unknown, expired or forgotten by a Reset). Sync runs are
+// not queue requests.
+func (s *Sim) Request(id string) (RequestInfo, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := s.jobs[id]
+	if j == nil {
+		return RequestInfo{}, false
+	}
+	info := RequestInfo{
+		RequestID: j.id, Model: j.ms.m.id, State: j.state.String(), Attempts: j.attempts,
+		GatewayRequestIDs: append([]string{j.id}, j.gateways...),
+		Billed:            j.billed, Headers: make(map[string]string, len(j.headers)),
+		CancelRequested: j.cancelReq, Webhook: j.webhookURL != "",
+	}
+	for k, v := range j.headers {
+		info.Headers[k] = v
+	}
+	if j.result != nil {
+		info.StatusCode, info.ErrorType = j.result.code, j.result.errorType
+	}
+	return info, true
+}
+
+// Billed is how many times the request with this id (queue or sync) was
+// billed; it still answers after the request expired, until a Reset.
+func (s *Sim) Billed(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.billedByID[id]
 }

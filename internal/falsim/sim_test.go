@@ -231,6 +231,20 @@ func TestValidation(t *testing.T) {
 			t.Run(tc.name+" "+path, func(t *testing.T) {
 				t.Parallel()
 				r := b.do(http.MethodPost, path, tc.input)
+				if !strings.HasPrefix(path, "/run/") {
+					// The queue validates asynchronously: the submit is
+					// accepted and the 422 is the stored result.
+					require.Equal(t, http.StatusOK, r.code, "%s", r.body)
+					var s submitted
+					require.NoError(t, json.Unmarshal(r.body, &s))
+					require.Equal(t, "IN_QUEUE", s.Status)
+					b.waitState(s, "COMPLETED")
+					r = b.do(http.MethodGet, s.ResponseURL, nil)
+					info, ok := b.ts.Request(s.RequestID)
+					require.True(t, ok)
+					require.Equal(t, http.StatusUnprocessableEntity, info.StatusCode)
+					require.Zero(t, info.Billed, "validation errors are not billed")
+				}
 				require.Equal(t, http.StatusUnprocessableEntity, r.code, "%s", r.body)
 				details, ok := r.json(t)["detail"].([]any)
 				require.True(t, ok, "format A: %s", r.body)
@@ -251,9 +265,9 @@ func TestValidation(t *testing.T) {
 			})
 		}
 	}
-	t.Run("rejections create no job", func(t *testing.T) {
+	t.Run("lenient rejections create no job", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t, falsim.Config{})
+		b := setup(t, falsim.Config{Lenient: true})
 		r := b.do(http.MethodPost, "/fal-ai/flux/dev", map[string]any{})
 		require.Equal(t, http.StatusUnprocessableEntity, r.code)
 		st := b.ts.Stats()
@@ -637,11 +651,45 @@ func TestResetForgetsJobs(t *testing.T) {
 
 func TestRetention(t *testing.T) {
 	t.Parallel()
-	b := setup(t, falsim.Config{Retention: 30 * time.Millisecond})
-	s := b.submit("fal-ai/flux/dev", map[string]any{"prompt": "x", "_sim": sim(0, "")})
-	require.Eventually(t, func() bool {
-		return b.do(http.MethodGet, s.StatusURL, nil).code == http.StatusNotFound
-	}, 10*time.Second, 5*time.Millisecond)
+	big := strings.Repeat("x", falsim.LargeResultBytes) // the echo's output is ≥ 10 KB
+	tests := []struct {
+		name    string
+		storeIO string // X-Fal-Store-IO, "" = absent
+		input   map[string]any
+		expires bool
+	}{
+		{"payload storage on by default", "", map[string]any{"big": big}, false},
+		{"payload storage on", "1", map[string]any{"big": big}, false},
+		{"storage off, small result: Retention", "0", map[string]any{"x": 1}, true},
+		{"storage off, large result: LargeResultRetention", "0", map[string]any{"big": big}, true},
+	}
+	// Retention is long enough that only LargeResultRetention can expire
+	// the large result of the last case; StoredRetention never expires in
+	// the test.
+	b := setup(t, falsim.Config{Retention: 300 * time.Millisecond, LargeResultRetention: 30 * time.Millisecond})
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.input["_sim"] = sim(0, "")
+			start := time.Now()
+			s := b.submit("workflows/falsim/echo", tc.input, "X-Fal-Store-IO", tc.storeIO)
+			b.waitState(s, "COMPLETED")
+			if !tc.expires {
+				time.Sleep(400 * time.Millisecond)
+				require.Equal(t, http.StatusOK, b.do(http.MethodGet, s.ResponseURL, nil).code)
+				return
+			}
+			require.Eventually(t, func() bool {
+				return b.do(http.MethodGet, s.ResponseURL, nil).code == http.StatusNotFound
+			}, 10*time.Second, 5*time.Millisecond)
+			took := time.Since(start)
+			if _, large := tc.input["big"]; large {
+				require.Less(t, took, 300*time.Millisecond, "a large result goes after LargeResultRetention")
+			} else {
+				require.GreaterOrEqual(t, took, 300*time.Millisecond, "a small one after Retention")
+			}
+		})
+	}
 }
 
 func TestConcurrentLoad(t *testing.T) {

@@ -17,8 +17,15 @@ type TestServer struct {
 	QueueURL string
 	// RunURL is the sync run base URL (= URL + "/run").
 	RunURL string
-	// JWKSURL is the webhook key set (= URL + "/.well-known/jwks.json").
+	// JWKSURL is the webhook key set at the current host's path
+	// (= URL + "/.well-known/jwks.json", rest.fal.ai).
 	JWKSURL string
+	// AlphaJWKSURL is the same key set at the old host's path
+	// (= URL + "/alpha/.well-known/jwks.json", rest.alpha.fal.ai), its
+	// keys' x "="-padded.
+	AlphaJWKSURL string
+	// PlatformURL is the Platform API base (= URL + "/v1", api.fal.ai/v1).
+	PlatformURL string
 }
 
 // NewTestServer starts a simulator configured by cfg and stops it when the
@@ -44,5 +51,8 @@ func NewTestServer(tb testing.TB, cfg Config) *TestServer {
 		QueueURL: srv.URL,
 		RunURL:   srv.URL + "/run",
 		JWKSURL:  srv.URL + "/.well-known/jwks.json",
+
+		AlphaJWKSURL: srv.URL + "/alpha/.well-known/jwks.json",
+		PlatformURL:  srv.URL + "/v1",
 	}
 }

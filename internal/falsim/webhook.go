@@ -2,9 +2,11 @@ package falsim
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
@@ -15,7 +17,7 @@ import (
 
 // Webhook headers (fal-protocol §5.2).
 const (
-	HeaderWebhookRequestID = "X-Fal-Webhook-Request-Id" // the queue request id
+	HeaderWebhookRequestID = "X-Fal-Webhook-Request-Id" // the queue request id (or the last gateway id, see "_sim.sign_gateway_id")
 	HeaderWebhookUserID    = "X-Fal-Webhook-User-Id"    // the submitting key's id
 	HeaderWebhookTimestamp = "X-Fal-Webhook-Timestamp"  // Unix seconds at sending
 	HeaderWebhookSignature = "X-Fal-Webhook-Signature"  // hex Ed25519 signature
@@ -27,12 +29,15 @@ type delivery struct {
 	epoch     uint64
 	url       string
 	requestID string
+	gatewayID string // the last attempt's gateway_request_id
+	signedID  string // X-Fal-Webhook-Request-Id: requestID, or gatewayID
 	userID    string
 	code      int    // the result's HTTP status
 	payload   []byte // the result body, compact JSON
 	body      []byte // the webhook body, built by the first attempt
 	badSig    bool
-	attempt   int // attempts made so far
+	attempt   int       // attempts made so far
+	until     time.Time // the stored result's expiry: no retries after it
 }
 
 // webhookFor applies the webhook faults to a completed job and queues its
@@ -59,8 +64,13 @@ func (s *Sim) webhookFor(j *job, now time.Time) {
 	}
 	for range copies {
 		d := &delivery{
-			epoch: s.epoch, url: j.webhookURL, requestID: j.id, userID: j.userID,
-			code: j.result.code, payload: j.result.body, badSig: bad,
+			epoch: s.epoch, url: j.webhookURL, requestID: j.id, gatewayID: j.lastGateway(),
+			userID: j.userID, code: j.result.code, payload: j.result.body, badSig: bad,
+			until: now.Add(s.retention(j, j.result)),
+		}
+		d.signedID = d.requestID
+		if j.signGatewayID {
+			d.signedID = d.gatewayID
 		}
 		if f.WebhookDelay > 0 {
 			s.schedule(&event{when: now.Add(f.WebhookDelay), kind: evWebhook, del: d})
@@ -126,20 +136,26 @@ func (s *Sim) deliver(d *delivery) {
 		return
 	}
 	if d.body == nil {
-		d.body = webhookBody(d.requestID, d.code, d.payload)
+		d.body = webhookBody(d.requestID, d.gatewayID, d.code, d.payload)
 	}
 	d.attempt++
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	sig := ed25519.Sign(s.priv, webhookMessage(d.requestID, d.userID, ts, d.body))
+	sig := ed25519.Sign(s.priv, webhookMessage(d.signedID, d.userID, ts, d.body))
 	if d.badSig {
 		sig[0] ^= 0xff
 	}
 	ok := false
-	req, err := http.NewRequestWithContext(s.whCtx, http.MethodPost, d.url, bytes.NewReader(d.body))
+	timeout := s.cfg.WebhookTimeout
+	if d.attempt > 1 {
+		timeout = s.cfg.WebhookRetryTimeout
+	}
+	ctx, cancel := context.WithTimeout(s.whCtx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.url, bytes.NewReader(d.body))
 	if err == nil {
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("User-Agent", "falsim-webhook/1")
-		req.Header.Set(HeaderWebhookRequestID, d.requestID)
+		req.Header.Set(HeaderWebhookRequestID, d.signedID)
 		req.Header.Set(HeaderWebhookUserID, d.userID)
 		req.Header.Set(HeaderWebhookTimestamp, ts)
 		req.Header.Set(HeaderWebhookSignature, hex.EncodeToString(sig))
@@ -164,11 +180,19 @@ func (s *Sim) deliver(d *delivery) {
 		s.log.Warn("webhook gave up", "request_id", d.requestID, "attempt", d.attempt, "err", err)
 		return
 	}
+	// fal backs off: the delay doubles, capped at 30m (times the time
+	// scale), so that 10 retries span about 2 hours.
+	ceiling := max(time.Duration(float64(webhookRetryDelayMax)*s.cfg.WebhookTimeScale), s.cfg.WebhookRetryDelay)
 	delay := s.cfg.WebhookRetryDelay
-	for i := 1; i < d.attempt && delay < webhookRetryDelayMax; i++ {
+	for i := 1; i < d.attempt && delay < ceiling; i++ {
 		delay *= 2
 	}
-	delay = min(delay, webhookRetryDelayMax)
+	delay = min(delay, ceiling)
+	if time.Now().Add(delay).After(d.until) {
+		// fal backs off until the stored result expires, no longer.
+		s.log.Warn("webhook gave up: result expired", "request_id", d.requestID, "attempt", d.attempt, "err", err)
+		return
+	}
 	s.log.Debug("webhook failed, will retry", "request_id", d.requestID, "attempt", d.attempt, "retry_in", delay, "err", err)
 	s.mu.Lock()
 	if d.epoch == s.epoch {
@@ -191,31 +215,43 @@ func webhookMessage(requestID, userID, ts string, body []byte) []byte {
 }
 
 // webhookBody is the §5.1 body, serialised as fal's Python service does
-// (", " and ": " separators, non-ASCII escaped), because the signature
-// covers these exact bytes and clients must not assume Go's spacing.
-func webhookBody(requestID string, code int, payload []byte) []byte {
+// (json.dumps with sort_keys: keys sorted at every level, ", " and ": "
+// separators, non-ASCII escaped), because the signature covers these exact
+// bytes and clients must not assume Go's key order or spacing.
+func webhookBody(requestID, gatewayID string, code int, payload []byte) []byte {
 	status, errField := "OK", "null"
 	if code < 200 || code >= 300 {
 		status = "ERROR"
 		errField = `"Invalid status code: ` + strconv.Itoa(code) + `"`
 	}
-	rid := strconv.Quote(requestID)
 	b := make([]byte, 0, len(payload)+len(payload)/8+200)
-	b = append(b, `{"request_id": `...)
-	b = append(b, rid...)
+	b = append(b, `{"error": `...)
+	b = append(b, errField...)
 	b = append(b, `, "gateway_request_id": `...)
-	b = append(b, rid...)
-	b = append(b, `, "status": "`...)
-	b = append(b, status...)
-	b = append(b, `", "payload": `...)
+	b = strconv.AppendQuote(b, gatewayID)
+	b = append(b, `, "payload": `...)
 	if len(payload) == 0 {
 		b = append(b, "null"...)
 	} else {
-		b = pyJSON(b, payload)
+		b = pyJSON(b, sortedJSON(payload))
 	}
-	b = append(b, `, "error": `...)
-	b = append(b, errField...)
-	return append(b, '}')
+	b = append(b, `, "request_id": `...)
+	b = strconv.AppendQuote(b, requestID)
+	b = append(b, `, "status": "`...)
+	b = append(b, status...)
+	return append(b, `"}`...)
+}
+
+// sortedJSON re-encodes JSON with every object's keys sorted (Go sorts map
+// keys), numbers kept as written. Input it cannot read is returned as is.
+func sortedJSON(src []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(src))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return src
+	}
+	return mustMarshal(v)
 }
 
 // pyJSON appends compact JSON re-spaced as Python's json.dumps writes it by

@@ -98,7 +98,7 @@ func verifyWebhook(t *testing.T, jwksURL string, h http.Header, body []byte) err
 		if k.Kty != "OKP" || k.Crv != "Ed25519" {
 			continue
 		}
-		pub, err := base64.RawURLEncoding.DecodeString(k.X)
+		pub, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(k.X, "="))
 		require.NoError(t, err)
 		if len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, msg, sig) {
 			return nil
@@ -134,7 +134,9 @@ func TestWebhookSigned(t *testing.T) {
 		require.Equal(t, rid, d.header.Get("X-Fal-Webhook-Request-Id"))
 		require.Equal(t, "user-42", d.header.Get("X-Fal-Webhook-User-Id"))
 		require.Equal(t, "application/json", d.header.Get("Content-Type"))
-		require.True(t, bytes.HasPrefix(d.body, []byte(`{"request_id": "`+rid+`", "gateway_request_id": "`+rid+`", "status": "`+tc.status+`", "payload": {`)), "python spacing: %s", d.body)
+		require.True(t, bytes.HasPrefix(d.body, []byte(`{"error": `)), "sorted keys: %s", d.body)
+		require.True(t, bytes.HasSuffix(d.body, []byte(`, "request_id": "`+rid+`", "status": "`+tc.status+`"}`)), "python spacing, sorted keys: %s", d.body)
+		require.Contains(t, string(d.body), `, "gateway_request_id": "`+rid+`", "payload": {`)
 
 		var hook struct {
 			RequestID string          `json:"request_id"`
@@ -192,6 +194,16 @@ func TestWebhookRetries(t *testing.T) {
 			st := b.ts.Stats()
 			return st.WebhooksSent == 1 && st.WebhooksFailed == 2
 		}, 10*time.Second, 2*time.Millisecond)
+	})
+	t.Run("gives up when the result expires", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, falsim.Config{WebhookRetries: 100, WebhookRetryDelay: 10 * time.Millisecond, Retention: 50 * time.Millisecond})
+		rc := newReceiver(t, func(_ int64, w http.ResponseWriter) { w.WriteHeader(http.StatusServiceUnavailable) })
+		r := b.do(http.MethodPost, webhookPath("fal-ai/flux/schnell", rc.url), map[string]any{"prompt": "x", "_sim": sim(0, "")}, "X-Fal-Store-IO", "0")
+		require.Equal(t, http.StatusOK, r.code)
+		require.Eventually(t, func() bool { return rc.attempts.Load() >= 3 }, 10*time.Second, 2*time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
+		require.LessOrEqual(t, rc.attempts.Load(), int64(4), "no retry is due after the result's 50ms retention")
 	})
 	t.Run("gives up", func(t *testing.T) {
 		t.Parallel()

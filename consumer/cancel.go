@@ -126,11 +126,14 @@ func (p *Pool) awaitCancel(ctx context.Context, j *job, rev uint64) CancelReply 
 		return CancelReply{ID: j.ID, Status: "error", Message: fmt.Sprintf("record the cancel: %v", err)}
 	}
 	*j, rev = next, nrev
+	// The webhook handler reads this cache first: it must see the cancel
+	// request, for the note on a result that comes regardless.
+	p.recent.put(j, rev)
 	sctx, scancel := context.WithTimeout(ctx, p.callBudget())
 	st, err := p.fal.Status(sctx, j.ModelID, j.RequestID, false)
 	scancel()
 	if err == nil && st.Done() {
-		if v := p.fetchResult(ctx, j, rev, viaCancel); v.kind == verdictAck {
+		if v := p.fetchResult(ctx, j, rev, viaCancel, st); v.kind == verdictAck {
 			if cur, _, gerr := p.store.get(ctx, j.ID); gerr == nil && cur.State == stateDone {
 				return p.cancelOutcome(cur)
 			}

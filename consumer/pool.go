@@ -97,6 +97,9 @@ type Pool struct {
 	progressInHand sync.WaitGroup
 	// recent caches the records this pool wrote last (see cache.go).
 	recent *recentJobs
+	// unannounced remembers jobs whose result read gave a 5xx that fal's
+	// status had not announced (see fetchResult).
+	unannounced unannouncedErrors
 	// syncRuns bounds the sync and stream runs in progress.
 	syncRuns chan struct{}
 	// cancels bounds the cancel requests served at once.

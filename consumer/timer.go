@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -214,7 +215,7 @@ func (p *Pool) handleTimer(ctx context.Context, msg jetstream.Msg) verdict {
 		run := p.now().Sub(j.SubmittedAt)
 		p.metrics.queueTime(j.ModelID, run-time.Duration(*st.Metrics.InferenceTime*float64(time.Second)))
 	}
-	return p.fetchResult(ctx, j, rev, viaPoll)
+	return p.fetchResult(ctx, j, rev, viaPoll, st)
 }
 
 // pollFailed decides after a status or result call that did not give an
@@ -236,8 +237,17 @@ func (p *Pool) pollFailed(ctx context.Context, j *job, rev uint64, err error, ca
 
 // fetchResult gets a completed job's stored result from fal and ends the
 // job with it. A stored result is final, an error included: fal has already
-// retried the run itself.
-func (p *Pool) fetchResult(ctx context.Context, j *job, rev uint64, via string) verdict {
+// retried the run itself (fal-protocol §11.2). st is the status that said
+// COMPLETED, nil when completion is known otherwise (a cancel answered
+// ALREADY_COMPLETED).
+//
+// A 5xx in fal's own JSON is the stored outcome when the status announced a
+// failure (its error fields). When it did not, the answer may as well be
+// fal's result API failing for a moment, so it is taken only when a second
+// read, one poll interval later, gives the same status code: a stored
+// result does not change. That costs two more fal calls, and only for
+// such jobs.
+func (p *Pool) fetchResult(ctx context.Context, j *job, rev uint64, via string, st *falclient.Status) verdict {
 	rctx, cancel := context.WithTimeout(ctx, p.callBudget())
 	out, err := p.fal.Result(rctx, j.ModelID, j.RequestID)
 	cancel()
@@ -246,11 +256,50 @@ func (p *Pool) fetchResult(ctx context.Context, j *job, rev uint64, via string) 
 		if !errors.As(err, &apiErr) || errors.Is(err, falclient.ErrRateLimited) || gatewayError(apiErr) {
 			return p.pollFailed(ctx, j, rev, err, "result")
 		}
+		announced := st != nil && (st.Error != "" || st.ErrorType != "")
+		if apiErr.StatusCode >= 500 && !announced && p.unannounced.first(j.ID, apiErr.StatusCode) {
+			p.log.Info("result read gave a server error the status did not announce; reading it again", "trigger_id", j.ID, "request_id", j.RequestID, "err", err)
+			return nakAfter(min(max(p.cfg.Polling.MinInterval, 10*time.Millisecond), max(j.Deadline.Sub(p.now()), 10*time.Millisecond)))
+		}
+		p.unannounced.forget(j.ID)
 		f := classify(err, j.ModelID)
 		f.Retryable = false
 		return p.finishTimer(ctx, j, rev, nil, &f, via)
 	}
+	p.unannounced.forget(j.ID)
 	return p.finishTimer(ctx, j, rev, p.newResult(j, out), nil, via)
+}
+
+// unannouncedErrors maps job ids to the status code of a result read's 5xx
+// that fal's status had not announced, until a second read confirms it.
+// Bounded: past maxUnannounced entries it starts afresh (a job forgotten so
+// costs one more read, never a wrong outcome).
+type unannouncedErrors struct {
+	mu    sync.Mutex
+	codes map[string]int
+}
+
+const maxUnannounced = 10_000
+
+// first reports whether this is not the second same answer for id in a row,
+// and remembers code.
+func (u *unannouncedErrors) first(id string, code int) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.codes[id] == code {
+		return false
+	}
+	if u.codes == nil || len(u.codes) >= maxUnannounced {
+		u.codes = make(map[string]int)
+	}
+	u.codes[id] = code
+	return true
+}
+
+func (u *unannouncedErrors) forget(id string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.codes, id)
 }
 
 // gatewayError reports a 5xx answered by a proxy in front of fal (an HTML
@@ -268,7 +317,7 @@ func (p *Pool) expire(ctx context.Context, j *job, rev uint64) verdict {
 	err := p.fal.Cancel(cctx, j.ModelID, j.RequestID)
 	cancel()
 	if errors.Is(err, falclient.ErrAlreadyCompleted) {
-		return p.fetchResult(ctx, j, rev, viaPoll)
+		return p.fetchResult(ctx, j, rev, viaPoll, nil)
 	}
 	if err != nil {
 		p.log.Warn("cancel at fal after deadline failed", "trigger_id", j.ID, "request_id", j.RequestID, "err", err)

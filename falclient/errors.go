@@ -299,6 +299,8 @@ func (e *APIError) alreadyCompleted() bool {
 // should be retried after this answer: 408, 409, 429, 502, 503, 504 unless
 // it is the caller's start timeout, and 500 unless X-Fal-Retryable: false
 // or it is a result's format-A answer (the stored outcome of a failed run).
+// A result call's 5xx in fal's JSON with its x-fal-request-id is the stored
+// outcome too (fal retried the run itself, fal-protocol §11.2): not retried.
 // X-Fal-Retryable: true makes any status retryable; false makes none.
 func (e *APIError) retryable() bool {
 	if e.Retryable != nil && !*e.Retryable {
@@ -306,6 +308,11 @@ func (e *APIError) retryable() bool {
 	}
 	if e.Op == OpWebhook {
 		return false
+	}
+	if e.Op == OpResult && e.storedResult() {
+		// fal has already retried the run itself (fal-protocol §11.2):
+		// asking again gives the same answer.
+		return e.Retryable != nil && *e.Retryable
 	}
 	switch e.StatusCode {
 	case http.StatusInternalServerError:
@@ -319,6 +326,13 @@ func (e *APIError) retryable() bool {
 		return !strings.EqualFold(e.TimeoutType, "user")
 	}
 	return e.Retryable != nil && *e.Retryable
+}
+
+// storedResult reports whether a result call's 5xx is the request's stored
+// outcome rather than no answer: fal's own JSON body with its
+// x-fal-request-id. A proxy's error page (HTML, no request id) is not.
+func (e *APIError) storedResult() bool {
+	return e.StatusCode >= 500 && e.RequestID != "" && e.Body != nil
 }
 
 // modelError reports whether the body is fal's format A (a "detail" list):
@@ -337,8 +351,10 @@ func (e *APIError) modelError() bool {
 // IsRetryable reports whether err is worth retrying later with the same
 // input: an *APIError with status 408, 409, 429, 500 (unless
 // X-Fal-Retryable: false, or a result call's format-A {"detail":[…]} body:
-// the stored outcome of a failed model run), 502, 503 or 504 (unless the caller's start
-// timeout), any status with X-Fal-Retryable: true, or a network failure of a status, result or cancel call, or of a
+// the stored outcome of a failed model run), 502, 503 or 504 (unless the
+// caller's start timeout, or a result call's answer in fal's JSON with its
+// x-fal-request-id: the stored outcome), any status with X-Fal-Retryable:
+// true, or a network failure of a status, result or cancel call, or of a
 // submit or run that certainly did not reach fal. It is false for
 // [ErrAmbiguousSubmit], for the caller's own context being canceled or past
 // its deadline, for invalid arguments, and for nil.

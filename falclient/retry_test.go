@@ -85,6 +85,10 @@ func TestRetryByOperation(t *testing.T) {
 		{opResult, 500, nil, nginx, 4, falclient.ErrUpstream, false},
 		{opResult, 500, nil, `{"detail":"Internal server error","error_type":"internal_error"}`, 4, falclient.ErrUpstream, false},
 		{opResult, 503, nil, detail, 4, falclient.ErrUpstream, false},
+		// fal's stored 5xx (its JSON, its request id) is final: not retried.
+		{opResult, 503, withRID, `{"detail":"Runner disconnected","error_type":"runner_disconnected"}`, 1, falclient.ErrUpstream, false},
+		{opResult, 504, withRID, `{"detail":"Generation timed out","error_type":"generation_timeout"}`, 1, falclient.ErrTimeout, false},
+		{opResult, 502, withRID, nginx, 4, falclient.ErrUpstream, false},
 		{opResult, 499, nil, `{"detail":"cancelled","error_type":"client_cancelled"}`, 1, falclient.ErrCanceled, false},
 		{opCancel, 503, nil, nginx, 4, falclient.ErrUpstream, false},
 		// submit: only 429 and 503 without x-fal-request-id (fal-protocol

@@ -229,6 +229,8 @@ func TestSimErrors(t *testing.T) {
 		require.ErrorIs(t, err, falclient.ErrNotFound)
 		require.EqualValues(t, 4, b.stats(t).NotFound)
 	})
+	// fal's queue validates asynchronously (fal-protocol §11.1): the submit
+	// is accepted and the 422 is the request's stored result.
 	t.Run("422 validation details", func(t *testing.T) {
 		t.Parallel()
 		b := setupSim(t, falsim.Config{})
@@ -241,7 +243,10 @@ func TestSimErrors(t *testing.T) {
 			{"fal-ai/florence-2-large/caption", `{"image_url":"ftp://nope"}`, "image_url", ""},
 		}
 		for _, tt := range tests {
-			_, err := b.c.Submit(ctx, tt.model, json.RawMessage(tt.input), falclient.SubmitOptions{})
+			sub, err := b.c.Submit(ctx, tt.model, json.RawMessage(tt.input), falclient.SubmitOptions{})
+			require.NoError(t, err, tt.input)
+			require.True(t, b.wait(t, tt.model, sub.RequestID).Done())
+			_, err = b.c.Result(ctx, tt.model, sub.RequestID)
 			require.ErrorIs(t, err, falclient.ErrValidation, tt.input)
 			require.False(t, falclient.IsRetryable(err))
 			var ae *falclient.APIError
@@ -258,7 +263,7 @@ func TestSimErrors(t *testing.T) {
 		}
 		s := b.stats(t)
 		require.EqualValues(t, len(tests), s.ValidationErrors)
-		require.Zero(t, s.Submits)
+		require.EqualValues(t, len(tests), s.Submits, "accepted, then failed")
 	})
 	t.Run("failed runs", func(t *testing.T) {
 		t.Parallel()
@@ -274,8 +279,9 @@ func TestSimErrors(t *testing.T) {
 			{"no_media_generated", 422, falclient.ErrValidation, falclient.ErrUpstream, false},
 			{"internal_server_error", 500, falclient.ErrUpstream, falclient.ErrTimeout, false},
 			{"request_timeout", 504, falclient.ErrTimeout, falclient.ErrUpstream, false},
-			{"startup_timeout", 504, falclient.ErrTimeout, falclient.ErrUpstream, true},
-			{"runner_disconnected", 503, falclient.ErrUpstream, falclient.ErrTimeout, true},
+			// fal retried these itself before storing them: final too.
+			{"startup_timeout", 504, falclient.ErrTimeout, falclient.ErrUpstream, false},
+			{"runner_disconnected", 503, falclient.ErrUpstream, falclient.ErrTimeout, false},
 		}
 		for _, tt := range tests {
 			t.Run(tt.fail, func(t *testing.T) {
@@ -357,12 +363,15 @@ func TestSimRetries(t *testing.T) {
 			}
 			return nil
 		})
+		// A status read: a result read's JSON 5xx with fal's request id is
+		// the request's stored outcome, never retried (TestRetryByOperation).
 		before := b.stats(t)
-		_, err = b.c.Result(ctx, "fal-ai/flux/dev", sub.RequestID)
+		st, err := b.c.Status(ctx, "fal-ai/flux/dev", sub.RequestID, false)
 		require.NoError(t, err)
+		require.True(t, st.Done())
 		after := b.stats(t)
 		require.EqualValues(t, 2, after.ServerErrors-before.ServerErrors)
-		require.EqualValues(t, 1, after.ResultCalls-before.ResultCalls)
+		require.EqualValues(t, 1, after.StatusCalls-before.StatusCalls)
 		require.EqualValues(t, 2, sleeps.Load())
 	})
 	t.Run("429 Retry-After honoured on submit", func(t *testing.T) {

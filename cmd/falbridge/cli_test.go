@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,6 +94,9 @@ func TestCLIAgainstDev(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("cli-wait_%d.png", n)))
 			require.NoError(t, err, r)
 			require.True(t, bytes.HasPrefix(b, []byte("\x89PNG")), "a PNG file")
+			cfg, err := png.DecodeConfig(bytes.NewReader(b))
+			require.NoError(t, err)
+			require.Equal(t, [2]int{1024, 768}, [2]int{cfg.Width, cfg.Height}, "the size the result states (landscape_4_3)")
 		}
 		require.Contains(t, r.stderr, "saved "+filepath.Join(dir, "cli-wait_0.png"))
 	})

@@ -40,8 +40,11 @@ const resultUsage = `
 Usage: falbridge result ID [--download DIR] [flags]
 
 Print the result of trigger ID, waiting for it (with progress) if the job
-is still running. Events published before the command started are found,
-for as long as FAL_RESULTS keeps them (7 days by default).
+is still running. Live progress (IN_PROGRESS, fal's logs) comes only for a
+trigger published with --progress or --wait; with webhooks, other jobs
+report their queue position at submit only. Events published before the
+command started are found, for as long as FAL_RESULTS keeps them (7 days
+by default).
 Exit code 1 when the job ended with an error event.
 `
 

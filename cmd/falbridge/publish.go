@@ -133,7 +133,11 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if ack.Duplicate {
 			fmt.Fprintf(stdout, "  duplicate: a trigger with this id was already published; nothing new was sent\n")
 		}
-		fmt.Fprintf(stdout, "  result: falbridge result %s    progress: falbridge watch --id %s\n", id, id)
+		fmt.Fprintf(stdout, "  result: falbridge result %s    events: falbridge watch --id %s\n", id, id)
+		if !f.progress {
+			// Only the trigger asks for live progress: a watch cannot.
+			fmt.Fprintf(stdout, "  (live progress: publish with --progress; without it a job reports its queue position at submit only)\n")
+		}
 		return nil
 	}
 	if ack.Duplicate && !o.json {

@@ -276,3 +276,17 @@ func TestCopyTreeOutsideGit(t *testing.T) {
 		require.Equal(t, want, err == nil, name)
 	}
 }
+
+// TestREADMEGoVersion: the Go version the README asks for is go.mod's.
+func TestREADMEGoVersion(t *testing.T) {
+	t.Parallel()
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	mod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(mod)
+	require.NotNil(t, m, "go.mod has a go line")
+	md, err := os.ReadFile(filepath.Join(root, "README.md"))
+	require.NoError(t, err)
+	require.Contains(t, string(md), "You need **Go "+string(m[1])+" or newer**", "the quick start states go.mod's Go version")
+}

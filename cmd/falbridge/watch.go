@@ -21,6 +21,9 @@ Tail result, error and status events, one line each (--json: the event's
 JSON, one per line). Reads the streams FAL_RESULTS and FAL_STATUS, so with
 --since, --from-seq or --all it replays what they still hold; by default it
 shows new events only. Runs until Ctrl-C, --count events or --timeout.
+It only reads: live progress (IN_PROGRESS, fal's logs) is published for
+triggers sent with --progress or --wait; with webhooks, other jobs report
+their queue position at submit only.
 
 Examples:
   falbridge watch

@@ -935,10 +935,12 @@ func (s *Sim) serveFile(w http.ResponseWriter, r *http.Request, name string) {
 	var data []byte
 	var ctype string
 	switch ext := strings.ToLower(name[strings.LastIndexByte(name, '.')+1:]); ext {
-	case "png":
-		data, ctype = pngBytes(), "image/png"
-	case "jpg", "jpeg":
-		data, ctype = jpegBytes(), "image/jpeg"
+	case "png", "jpg", "jpeg":
+		w, h := imageFileSize(name)
+		data, ctype = imageBytes(w, h, ext != "png"), "image/png"
+		if ext != "png" {
+			ctype = "image/jpeg"
+		}
 	case "mp4":
 		data, ctype = mp4Bytes(), "video/mp4"
 	default:

@@ -572,9 +572,11 @@ type outputBuilder struct {
 	runTime   time.Duration
 }
 
-func (b outputBuilder) fileURL(i int, ext string) string {
+// fileURL is the URL of output file i; suffix ends its name (".mp4",
+// "_1024x768.png").
+func (b outputBuilder) fileURL(i int, suffix string) string {
 	word := fileWords[int(b.seed%uint64(len(fileWords)))]
-	return fmt.Sprintf("%s/files/%s/%s_%d.%s", b.base, word, b.requestID, i, ext)
+	return fmt.Sprintf("%s/files/%s/%s_%d%s", b.base, word, b.requestID, i, suffix)
 }
 
 // output is the success body of the model for p.
@@ -602,14 +604,15 @@ func (m *model) output(p *params, b outputBuilder) []byte {
 		if out.Seed == "" {
 			out.Seed = json.Number(strconv.FormatUint(b.seed, 10))
 		}
-		ext, ctype, data := "png", "image/png", pngBytes
+		ext, ctype := "png", "image/png"
 		if p.format == "jpeg" {
-			ext, ctype, data = "jpg", "image/jpeg", jpegBytes
+			ext, ctype = "jpg", "image/jpeg"
 		}
 		for i := range p.numImages {
-			u := b.fileURL(i, ext)
+			// The name states the size, so the file served has it.
+			u := b.fileURL(i, fmt.Sprintf("_%dx%d.%s", p.width, p.height, ext))
 			if p.syncMode {
-				u = "data:" + ctype + ";base64," + base64.StdEncoding.EncodeToString(data())
+				u = "data:" + ctype + ";base64," + base64.StdEncoding.EncodeToString(imageBytes(p.width, p.height, p.format == "jpeg"))
 			}
 			out.Images = append(out.Images, image{URL: u, Width: p.width, Height: p.height, ContentType: ctype})
 		}
@@ -623,7 +626,7 @@ func (m *model) output(p *params, b outputBuilder) []byte {
 		}
 		return mustMarshal(struct {
 			Video file `json:"video"`
-		}{file{URL: b.fileURL(0, "mp4"), ContentType: "video/mp4", FileName: "output.mp4", FileSize: len(mp4Bytes())}})
+		}{file{URL: b.fileURL(0, ".mp4"), ContentType: "video/mp4", FileName: "output.mp4", FileSize: len(mp4Bytes())}})
 	case kindCaption:
 		return mustMarshal(struct {
 			Results string `json:"results"`

@@ -7,44 +7,113 @@ import (
 	"image/color"
 	"image/jpeg"
 	"image/png"
+	"math"
+	"strconv"
+	"strings"
 	"sync"
 )
 
-// Media the outputs point to. They are generated once per process, so that
-// every /files URL answers with real, decodable bytes without shipping
-// binary files in the repository.
-var (
-	pngBytes  = sync.OnceValue(func() []byte { return encodeImage(false) })
-	jpegBytes = sync.OnceValue(func() []byte { return encodeImage(true) })
-	mp4Bytes  = sync.OnceValue(buildMP4)
-)
+// Media the outputs point to. They are generated on demand, so that every
+// /files URL answers with real, decodable bytes without shipping binary
+// files in the repository. An image URL names its size (…_1024x768.png),
+// and the file served has the width and height the output states.
+var mp4Bytes = sync.OnceValue(buildMP4)
 
-// mediaSize is the side of the generated square image.
+// mediaSize is the side of the square image served for a URL that names no
+// size.
 const mediaSize = 64
 
-// gradient is a 64×64 diagonal gradient: something a person can look at.
-func gradient() *image.NRGBA {
-	img := image.NewNRGBA(image.Rect(0, 0, mediaSize, mediaSize))
-	for y := range mediaSize {
-		for x := range mediaSize {
-			img.SetNRGBA(x, y, color.NRGBA{R: uint8(x * 4), G: uint8(y * 4), B: uint8(255 - (x+y)*2), A: 255})
+// maxMediaPixels bounds the images generated: a larger size is served
+// scaled down to fit, keeping its aspect ratio (no preset comes near it).
+const maxMediaPixels = 4 << 20
+
+// imageKey names one generated image.
+type imageKey struct {
+	w, h int
+	jpeg bool
+}
+
+// images caches encoded images by size; at most maxCachedImages sizes are
+// kept, the rest are encoded per request.
+var images = struct {
+	sync.Mutex
+	m map[imageKey][]byte
+}{m: map[imageKey][]byte{}}
+
+const maxCachedImages = 16
+
+// imageBytes is a w×h image (scaled down past maxMediaPixels), PNG or JPEG.
+func imageBytes(w, h int, asJPEG bool) []byte {
+	w, h = fitPixels(w, h)
+	k := imageKey{w, h, asJPEG}
+	images.Lock()
+	b, ok := images.m[k]
+	images.Unlock()
+	if ok {
+		return b
+	}
+	b = encodeImage(w, h, asJPEG)
+	images.Lock()
+	if len(images.m) < maxCachedImages {
+		images.m[k] = b
+	}
+	images.Unlock()
+	return b
+}
+
+// fitPixels scales w×h down to at most maxMediaPixels, each side at least 1.
+func fitPixels(w, h int) (int, int) {
+	w, h = max(w, 1), max(h, 1)
+	if w*h <= maxMediaPixels {
+		return w, h
+	}
+	f := math.Sqrt(float64(maxMediaPixels) / float64(w*h))
+	return max(int(float64(w)*f), 1), max(int(float64(h)*f), 1)
+}
+
+// gradient is a w×h diagonal gradient: something a person can look at.
+func gradient(w, h int) *image.NRGBA {
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		g := uint8(y * 255 / max(h-1, 1))
+		for x := range w {
+			r := uint8(x * 255 / max(w-1, 1))
+			img.SetNRGBA(x, y, color.NRGBA{R: r, G: g, B: 255 - uint8((int(r)+int(g))/2), A: 255})
 		}
 	}
 	return img
 }
 
-func encodeImage(asJPEG bool) []byte {
+func encodeImage(w, h int, asJPEG bool) []byte {
 	var buf bytes.Buffer
 	var err error
 	if asJPEG {
-		err = jpeg.Encode(&buf, gradient(), &jpeg.Options{Quality: 85})
+		err = jpeg.Encode(&buf, gradient(w, h), &jpeg.Options{Quality: 85})
 	} else {
-		err = png.Encode(&buf, gradient())
+		err = png.Encode(&buf, gradient(w, h))
 	}
 	if err != nil {
 		panic("falsim: encode image: " + err.Error())
 	}
 	return buf.Bytes()
+}
+
+// imageFileSize is the size an image file name states ("x_0_1024x768.png"
+// → 1024, 768), else mediaSize square.
+func imageFileSize(name string) (w, h int) {
+	base := name[strings.LastIndexByte(name, '/')+1:]
+	if i := strings.LastIndexByte(base, '.'); i >= 0 {
+		base = base[:i]
+	}
+	if i := strings.LastIndexByte(base, '_'); i >= 0 {
+		ws, hs, ok := strings.Cut(base[i+1:], "x")
+		w, werr := strconv.Atoi(ws)
+		h, herr := strconv.Atoi(hs)
+		if ok && werr == nil && herr == nil && w > 0 && h > 0 && w <= maxDimension && h <= maxDimension {
+			return w, h
+		}
+	}
+	return mediaSize, mediaSize
 }
 
 // The MP4 is one second of 32×32 H.264 Baseline video at 4 frames per

@@ -27,6 +27,8 @@ func TestMediaFiles(t *testing.T) {
 		decode string // image format, or "" for video
 	}{
 		{"png", "fal-ai/flux/schnell", map[string]any{"prompt": "x"}, "image/png", "png"},
+		{"png of a preset size", "fal-ai/flux/schnell", map[string]any{"prompt": "x", "image_size": "portrait_16_9"}, "image/png", "png"},
+		{"png of a custom size", "fal-ai/flux/schnell", map[string]any{"prompt": "x", "image_size": map[string]any{"width": 300, "height": 200}}, "image/png", "png"},
 		{"jpeg", "fal-ai/flux/dev", map[string]any{"prompt": "x", "output_format": "jpeg"}, "image/jpeg", "jpeg"},
 		{"mp4", "fal-ai/kling-video/v1.6/standard/text-to-video", map[string]any{"prompt": "x"}, "video/mp4", ""},
 	}
@@ -37,11 +39,18 @@ func TestMediaFiles(t *testing.T) {
 			require.Equal(t, http.StatusOK, r.code, "%s", r.body)
 			out := r.json(t)
 			var fileURL string
+			var width, height int64
 			if v, ok := out["video"].(map[string]any); ok {
 				fileURL = v["url"].(string)
 				require.Equal(t, "video/mp4", v["content_type"])
 			} else {
-				fileURL = out["images"].([]any)[0].(map[string]any)["url"].(string)
+				im := out["images"].([]any)[0].(map[string]any)
+				fileURL = im["url"].(string)
+				var err error
+				width, err = im["width"].(json.Number).Int64()
+				require.NoError(t, err)
+				height, err = im["height"].(json.Number).Int64()
+				require.NoError(t, err)
 			}
 			f := b.do(http.MethodGet, fileURL, nil, "Authorization", "")
 			require.Equal(t, http.StatusOK, f.code)
@@ -51,7 +60,9 @@ func TestMediaFiles(t *testing.T) {
 				img, format, err := image.Decode(bytes.NewReader(f.body))
 				require.NoError(t, err)
 				require.Equal(t, tc.decode, format)
-				require.Equal(t, 64, img.Bounds().Dx())
+				// The file has the size the output states (it once was
+				// 64×64 whatever the output said).
+				require.Equal(t, [2]int64{width, height}, [2]int64{int64(img.Bounds().Dx()), int64(img.Bounds().Dy())})
 				return
 			}
 			boxes := topLevelBoxes(t, f.body)
@@ -62,6 +73,15 @@ func TestMediaFiles(t *testing.T) {
 		})
 	}
 	require.Equal(t, http.StatusNotFound, b.do(http.MethodGet, "/files/x/y.exe", nil).code)
+	// A name without a size is a small square; one over the pixel budget
+	// is scaled down, keeping its aspect ratio.
+	for name, want := range map[string][2]int{"/files/x/y.png": {64, 64}, "/files/x/y_0_14000x7000.png": {2896, 1448}, "/files/x/y_0_0x5.png": {64, 64}} {
+		r := b.do(http.MethodGet, name, nil)
+		require.Equal(t, http.StatusOK, r.code, name)
+		cfg, _, err := image.DecodeConfig(bytes.NewReader(r.body))
+		require.NoError(t, err, name)
+		require.Equal(t, want, [2]int{cfg.Width, cfg.Height}, name)
+	}
 	r := b.do(http.MethodGet, "/files/x/y.mp4", nil, "Range", "bytes=0-7")
 	require.Equal(t, http.StatusPartialContent, r.code, "video supports range requests")
 	require.Len(t, r.body, 8)

@@ -14,7 +14,7 @@ STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(GOBIN_DIR)/s
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-test: vet lint deploy-check e2e-cli demo unit ## vet, staticcheck, manifest checks, the nats CLI end-to-end check, the demo, then the race-enabled suite (its summary last)
+test: vet lint deploy-check e2e-cli demo chaos-quick unit ## vet, staticcheck, manifest checks, the nats CLI end-to-end check, the demo, the short chaos run (lost/dup/double bill/wrong counted, exit 1 on any), then the race-enabled suite (its summary last)
 
 unit: ## the race-enabled go test suite
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)

@@ -290,6 +290,7 @@ func TestCrashBetweenSubmitAndStoreFollowsPolicy(t *testing.T) {
 				require.Nil(t, ev)
 				require.Equal(t, tc.wantAttempts, res.Attempts)
 				b.requireFalOutput(res)
+				require.Equal(t, 1, b.sim.Billed(res.RequestID), "billed once")
 			} else {
 				require.NotNil(t, ev)
 				require.Equal(t, tc.wantCode, ev.Code)

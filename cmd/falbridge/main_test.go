@@ -32,9 +32,12 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binPath = filepath.Join(dir, "falbridge")
-	out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
-	if err != nil {
-		// -race needs cgo; fall back to a plain build.
+	var out []byte
+	if raceEnabled {
+		out, err = exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
+	}
+	if !raceEnabled || err != nil {
+		// Not under -race, or -race cannot build here (it needs cgo).
 		if out2, err2 := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err2 != nil {
 			panic("build falbridge: " + string(out) + string(out2))
 		}

@@ -243,10 +243,12 @@ func (p *Pool) pollFailed(ctx context.Context, j *job, rev uint64, err error, ca
 //
 // A 5xx in fal's own JSON is the stored outcome when the status announced a
 // failure (its error fields). When it did not, the answer may as well be
-// fal's result API failing for a moment, so it is taken only when a second
-// read, one poll interval later, gives the same status code: a stored
-// result does not change. That costs two more fal calls, and only for
-// such jobs.
+// fal's result API failing for a while, so it is taken only when
+// confirmReads reads in a row, spaced by the poll back-off (so that they
+// span more than a burst of errors), give the same status code: a stored
+// result does not change. That costs up to four more fal calls, and only
+// for such jobs. Found by make chaos: with one re-read 0.5 s later, both
+// reads fell into one 1.5 s burst of 5xx for 5 of 10,000 completed runs.
 func (p *Pool) fetchResult(ctx context.Context, j *job, rev uint64, via string, st *falclient.Status) verdict {
 	rctx, cancel := context.WithTimeout(ctx, p.callBudget())
 	out, err := p.fal.Result(rctx, j.ModelID, j.RequestID)
@@ -257,9 +259,11 @@ func (p *Pool) fetchResult(ctx context.Context, j *job, rev uint64, via string, 
 			return p.pollFailed(ctx, j, rev, err, "result")
 		}
 		announced := st != nil && (st.Error != "" || st.ErrorType != "")
-		if apiErr.StatusCode >= 500 && !announced && p.unannounced.first(j.ID, apiErr.StatusCode) {
-			p.log.Info("result read gave a server error the status did not announce; reading it again", "trigger_id", j.ID, "request_id", j.RequestID, "err", err)
-			return nakAfter(min(max(p.cfg.Polling.MinInterval, 10*time.Millisecond), max(j.Deadline.Sub(p.now()), 10*time.Millisecond)))
+		if apiErr.StatusCode >= 500 && !announced {
+			if reads := p.unannounced.seen(j.ID, apiErr.StatusCode); reads < confirmReads {
+				p.log.Info("result read gave a server error the status did not announce; reading it again", "trigger_id", j.ID, "request_id", j.RequestID, "reads", reads, "err", err)
+				return nakAfter(min(max(p.pollDelays().after(reads+1, 0), 10*time.Millisecond), max(j.Deadline.Sub(p.now()), 10*time.Millisecond)))
+			}
 		}
 		p.unannounced.forget(j.ID)
 		f := classify(err, j.ModelID)
@@ -270,36 +274,44 @@ func (p *Pool) fetchResult(ctx context.Context, j *job, rev uint64, via string, 
 	return p.finishTimer(ctx, j, rev, p.newResult(j, out), nil, via)
 }
 
-// unannouncedErrors maps job ids to the status code of a result read's 5xx
-// that fal's status had not announced, until a second read confirms it.
-// Bounded: past maxUnannounced entries it starts afresh (a job forgotten so
-// costs one more read, never a wrong outcome).
+// confirmReads is how many identical result reads make an unannounced 5xx
+// the stored outcome.
+const confirmReads = 3
+
+// unannouncedErrors counts, per job, the result reads in a row that gave
+// the same 5xx while fal's status had not announced a failure. Bounded:
+// past maxUnannounced entries it starts afresh (a job forgotten so costs
+// more reads, never a wrong outcome).
 type unannouncedErrors struct {
 	mu    sync.Mutex
-	codes map[string]int
+	reads map[string]unannounced
 }
+
+type unannounced struct{ code, n int }
 
 const maxUnannounced = 10_000
 
-// first reports whether this is not the second same answer for id in a row,
-// and remembers code.
-func (u *unannouncedErrors) first(id string, code int) bool {
+// seen records one more read of id that gave code and returns how many
+// reads in a row gave it.
+func (u *unannouncedErrors) seen(id string, code int) int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.codes[id] == code {
-		return false
+	if u.reads == nil || len(u.reads) >= maxUnannounced {
+		u.reads = make(map[string]unannounced)
 	}
-	if u.codes == nil || len(u.codes) >= maxUnannounced {
-		u.codes = make(map[string]int)
+	r := u.reads[id]
+	if r.code != code {
+		r = unannounced{code: code}
 	}
-	u.codes[id] = code
-	return true
+	r.n++
+	u.reads[id] = r
+	return r.n
 }
 
 func (u *unannouncedErrors) forget(id string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	delete(u.codes, id)
+	delete(u.reads, id)
 }
 
 // gatewayError reports a 5xx answered by a proxy in front of fal (an HTML

@@ -238,20 +238,20 @@ func (q *quietStatusFal) Result(ctx context.Context, model, id string) (json.Raw
 
 // A result read's JSON 5xx that fal's status did not announce is read again
 // before it is taken: a passing failure of fal's result API gives way to the
-// result; a stored one is the same three times in a row and ends the job.
+// result; a stored one is the same five times in a row and ends the job.
 func TestUnannouncedServerErrorIsReadTwice(t *testing.T) {
 	t.Parallel()
 	t.Run("passing", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, func(o *setupOpts) { o.noWebhook = true })
-		// Two bad reads in a row: a burst, as make chaos found.
-		q := &quietStatusFal{Fal: b.fal, failReads: 2}
+		// Four bad reads in a row: a burst, as make chaos found.
+		q := &quietStatusFal{Fal: b.fal, failReads: 4}
 		b.start(b.newPool(q))
 		b.publish("u", `{"id":"unann-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)
 		res, ev := b.terminal("unann-1")
 		require.Nil(t, ev, "%+v", ev)
 		b.requireFalOutput(res)
-		require.EqualValues(t, 3, q.resultReads.Load())
+		require.EqualValues(t, 5, q.resultReads.Load())
 	})
 	t.Run("stored", func(t *testing.T) {
 		t.Parallel()
@@ -262,7 +262,7 @@ func TestUnannouncedServerErrorIsReadTwice(t *testing.T) {
 		_, ev := b.terminal("unann-2")
 		require.NotNil(t, ev)
 		require.Equal(t, publisher.CodeUpstreamError, ev.Code)
-		require.EqualValues(t, 3, q.resultReads.Load(), "read three times, then final")
+		require.EqualValues(t, 5, q.resultReads.Load(), "read five times, then final")
 		require.Zero(t, b.stats().Cancels)
 		require.Equal(t, 1, b.terminalCount("unann-2"))
 	})

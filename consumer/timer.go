@@ -246,9 +246,13 @@ func (p *Pool) pollFailed(ctx context.Context, j *job, rev uint64, err error, ca
 // fal's result API failing for a while, so it is taken only when
 // confirmReads reads in a row, spaced by the poll back-off (so that they
 // span more than a burst of errors), give the same status code: a stored
-// result does not change. That costs up to four more fal calls, and only
-// for such jobs. Found by make chaos: with one re-read 0.5 s later, both
-// reads fell into one 1.5 s burst of 5xx for 5 of 10,000 completed runs.
+// result does not change. A status that says COMPLETED without error
+// fields makes a stored failure unlikely (only legacy apps omit them), so
+// the reads are patient: five, over about 30 s with the default back-off.
+// That costs up to eight more fal calls (status and result), and only for
+// such jobs. Found by make chaos: with one re-read 0.5 s later, both reads
+// fell into one 1.5 s burst of 5xx for 5 of 10,000 completed runs; with
+// three over 3 s, 1.
 func (p *Pool) fetchResult(ctx context.Context, j *job, rev uint64, via string, st *falclient.Status) verdict {
 	rctx, cancel := context.WithTimeout(ctx, p.callBudget())
 	out, err := p.fal.Result(rctx, j.ModelID, j.RequestID)
@@ -276,7 +280,7 @@ func (p *Pool) fetchResult(ctx context.Context, j *job, rev uint64, via string, 
 
 // confirmReads is how many identical result reads make an unannounced 5xx
 // the stored outcome.
-const confirmReads = 3
+const confirmReads = 5
 
 // unannouncedErrors counts, per job, the result reads in a row that gave
 // the same 5xx while fal's status had not announced a failure. Bounded:

@@ -239,7 +239,7 @@ func (q *quietStatusFal) Result(ctx context.Context, model, id string) (json.Raw
 // A result read's JSON 5xx that fal's status did not announce is read again
 // before it is taken: a passing failure of fal's result API gives way to the
 // result; a stored one is the same five times in a row and ends the job.
-func TestUnannouncedServerErrorIsReadTwice(t *testing.T) {
+func TestUnannouncedServerErrorIsConfirmed(t *testing.T) {
 	t.Parallel()
 	t.Run("passing", func(t *testing.T) {
 		t.Parallel()

@@ -33,3 +33,12 @@ func JobsPending(p *Pool) int64 { return p.pendingJobs.Load() }
 
 // WebhookBodiesInFlight is the number of webhook bodies being read.
 func WebhookBodiesInFlight(p *Pool) int { return len(p.webhookBodies) }
+
+// AdmissionOps counts this pool's reads, writes and write conflicts of the
+// admission record, and the jobs it admitted.
+func AdmissionOps(p *Pool) (gets, writes, conflicts int64) {
+	if p.adm == nil {
+		return 0, 0, 0
+	}
+	return p.adm.ops.gets.Load(), p.adm.ops.writes.Load(), p.adm.ops.conflicts.Load()
+}

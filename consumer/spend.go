@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/falbridge/falbridge/config"
+	"github.com/falbridge/falbridge/falclient"
 	"github.com/falbridge/falbridge/publisher"
 )
 
@@ -89,7 +91,7 @@ func numberOrString(raw json.RawMessage) float64 {
 
 // costOf prices a result of j, or returns nil when its model has no price.
 func (p *Pool) costOf(j *job, output json.RawMessage) *publisher.Cost {
-	price, ok := p.prices[j.ModelID]
+	price, ok := p.prices.get(j.ModelID)
 	if !ok {
 		return nil
 	}
@@ -122,3 +124,43 @@ func applies(b config.Budget, model, tenant string) bool {
 	}
 	return true
 }
+
+// falPriority is the queue priority a trigger's priority asks of fal: low
+// is fal's low priority; high and normal are fal's normal one (fal's header
+// can only lower a request's priority: high orders admission in the bridge).
+func falPriority(p string) falclient.Priority {
+	if p == publisher.PriorityHigh {
+		return falclient.PriorityNormal
+	}
+	return falclient.Priority(p)
+}
+
+// priceTable is the price of each model: spend.prices, over the prices
+// loaded from fal's Platform API (spend.prices_source platform). Safe for
+// concurrent use.
+type priceTable struct {
+	configured map[string]config.Price
+	fetched    atomic.Pointer[map[string]config.Price]
+}
+
+func newPriceTable(configured map[string]config.Price) *priceTable {
+	return &priceTable{configured: configured}
+}
+
+// get returns model's price; configured prices win over fetched ones.
+func (t *priceTable) get(model string) (config.Price, bool) {
+	if t == nil {
+		return config.Price{}, false
+	}
+	if p, ok := t.configured[model]; ok {
+		return p, true
+	}
+	if m := t.fetched.Load(); m != nil {
+		p, ok := (*m)[model]
+		return p, ok
+	}
+	return config.Price{}, false
+}
+
+// setFetched replaces the fetched prices.
+func (t *priceTable) setFetched(m map[string]config.Price) { t.fetched.Store(&m) }

@@ -1,0 +1,186 @@
+package consumer
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/falbridge/falbridge/config"
+)
+
+// sim drives decide without NATS: one record, waiters asking in random
+// order, slots freed one at a time.
+type admissionSim struct {
+	t       *testing.T
+	a       *admission
+	rec     admissionRecord
+	now     time.Time
+	waiting []*job
+	order   []string // tenants in admission order
+}
+
+func newAdmissionSim(t *testing.T, l config.Limits) *admissionSim {
+	s := &admissionSim{t: t, now: time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)}
+	s.a = &admission{limits: l, prices: newPriceTable(nil), now: func() time.Time { return s.now }}
+	s.rec.init()
+	return s
+}
+
+// arrive offers a new job; admitted or queued.
+func (s *admissionSim) arrive(id, tenant, model, priority string) {
+	j := &job{ID: id, Tenant: tenant, ModelID: model, Priority: normPriority(priority)}
+	if no, _ := s.a.decide(&s.rec, j, s.now); no == nil {
+		s.order = append(s.order, tenant)
+		return
+	}
+	require.NotNil(s.t, j.Ticket, "%s queued without a ticket", id)
+	s.waiting = append(s.waiting, j)
+}
+
+// free releases one admitted job of tenant (any, when "").
+func (s *admissionSim) free(rnd *rand.Rand) {
+	ids := make([]string, 0, len(s.rec.Jobs))
+	for id := range s.rec.Jobs {
+		ids = append(ids, id)
+	}
+	require.NotEmpty(s.t, ids)
+	delete(s.rec.Jobs, ids[rnd.IntN(len(ids))])
+}
+
+// askUntilAdmitted lets random waiters ask until one is admitted, and
+// returns it. Each ask moves the clock 1 s / waiters: every waiter asks
+// about once a second, as parked jobs do.
+func (s *admissionSim) askUntilAdmitted(rnd *rand.Rand) *job {
+	for range 100_000 {
+		i := rnd.IntN(len(s.waiting))
+		j := s.waiting[i]
+		s.now = s.now.Add(time.Second / time.Duration(len(s.waiting)))
+		if no, _ := s.a.decide(&s.rec, j, s.now); no == nil {
+			s.waiting = append(s.waiting[:i], s.waiting[i+1:]...)
+			s.order = append(s.order, j.Tenant)
+			return j
+		}
+	}
+	s.t.Fatal("nobody admitted")
+	return nil
+}
+
+// A tenant with 2,000 waiting jobs does not starve one with 10: with the
+// waiters asking in random order (tenant A asks 200 times as often), B's 10
+// jobs are admitted within the first 2×10 slots that free.
+func TestRoundRobinBetweenTenants(t *testing.T) {
+	t.Parallel()
+	s := newAdmissionSim(t, config.Limits{MaxPending: 4})
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := range 2000 {
+		s.arrive(fmt.Sprintf("a-%d", i), "A", "fal-ai/flux/dev", "")
+	}
+	for i := range 10 {
+		s.arrive(fmt.Sprintf("b-%d", i), "B", "fal-ai/flux/dev", "")
+	}
+	require.Len(t, s.rec.Jobs, 4)
+	require.Len(t, s.rec.Lanes, 2, "one lane per tenant, model and priority: no ids")
+	require.EqualValues(t, 1996, s.rec.Lanes[laneKey("", "A", "fal-ai/flux/dev")].waiting())
+	require.EqualValues(t, 10, s.rec.Lanes[laneKey("", "B", "fal-ai/flux/dev")].waiting())
+	bDone := 0
+	for n := 1; bDone < 10; n++ {
+		s.free(rnd)
+		if s.askUntilAdmitted(rnd).Tenant == "B" {
+			bDone++
+		}
+		require.LessOrEqual(t, n, 20, "B's 10 jobs need at most 20 freed slots")
+	}
+	require.NotContains(t, s.rec.Lanes, laneKey("", "B", "fal-ai/flux/dev"), "an empty lane is dropped")
+	// B's turns alternate with A's, B first (A was served last).
+	got := s.order[4:]
+	require.Len(t, got, 19, "%v", got)
+	for i, tenant := range got {
+		require.Equal(t, []string{"B", "A"}[i%2], tenant, "slot %d: %v", i, got)
+	}
+}
+
+// Within a tenant, high goes before normal before low; across tenants the
+// round-robin still holds.
+func TestPriorityWithinTenant(t *testing.T) {
+	t.Parallel()
+	s := newAdmissionSim(t, config.Limits{MaxPending: 1})
+	rnd := rand.New(rand.NewPCG(3, 4))
+	s.arrive("first", "A", "m/x", "")
+	for i := range 5 {
+		s.arrive(fmt.Sprintf("low-%d", i), "A", "m/x", "low")
+		s.arrive(fmt.Sprintf("normal-%d", i), "A", "m/x", "normal")
+		s.arrive(fmt.Sprintf("high-%d", i), "A", "m/x", "high")
+	}
+	var got []string
+	for range 15 {
+		s.free(rnd)
+		got = append(got, s.askUntilAdmitted(rnd).Priority)
+	}
+	want := []string{"high", "high", "high", "high", "high", "normal", "normal", "normal", "normal", "normal", "low", "low", "low", "low", "low"}
+	require.Equal(t, want, got)
+}
+
+// A lane blocked by its model's cap does not hold the turn: the tenant's
+// other model, and other tenants, use the free slots.
+func TestBlockedLaneDoesNotHoldTheTurn(t *testing.T) {
+	t.Parallel()
+	s := newAdmissionSim(t, config.Limits{MaxPending: 4, MaxPendingPerModel: 1})
+	rnd := rand.New(rand.NewPCG(5, 6))
+	s.arrive("x0", "A", "m/x", "")
+	s.arrive("x1", "A", "m/x", "") // waits: model x at its cap
+	s.arrive("y0", "A", "m/y", "") // admitted: y has room
+	s.arrive("z0", "B", "m/z", "") // admitted
+	require.Len(t, s.rec.Jobs, 3)
+	require.Len(t, s.waiting, 1)
+	s.arrive("w0", "C", "m/w", "") // a slot is free and x is blocked: C takes it
+	require.Len(t, s.rec.Jobs, 4)
+	delete(s.rec.Jobs, "x0")
+	require.Equal(t, "x1", s.askUntilAdmitted(rnd).ID)
+}
+
+// A lane whose waiters stopped asking is dropped after laneTTL: its turn
+// blocks nobody for longer.
+func TestDeadLaneIsDropped(t *testing.T) {
+	t.Parallel()
+	s := newAdmissionSim(t, config.Limits{MaxPending: 1})
+	s.arrive("a0", "A", "m/x", "")
+	s.arrive("ghost", "A", "m/x", "") // queued, then never asks again
+	delete(s.rec.Jobs, "a0")
+	s.rec.Served["A"] = 0 // A's turn comes first
+	s.rec.Served["B"] = 5
+	b := &job{ID: "b0", Tenant: "B", ModelID: "m/x", Priority: "normal"}
+	no, _ := s.a.decide(&s.rec, b, s.now)
+	require.NotNil(t, no, "A's lane has the turn")
+	require.Equal(t, waitTurn, no.kind)
+	s.now = s.now.Add(laneTTL + time.Second)
+	b.Ticket = nil
+	no, _ = s.a.decide(&s.rec, b, s.now)
+	require.Nil(t, no, "A's lane is dead: B is admitted")
+}
+
+// The record stays small however many jobs wait: lanes are counters.
+func TestAdmissionRecordSizeIsBounded(t *testing.T) {
+	t.Parallel()
+	s := newAdmissionSim(t, config.Limits{MaxPending: 10})
+	for i := range 20_000 {
+		s.arrive(fmt.Sprintf("j-%d", i), fmt.Sprintf("t%d", i%4), "fal-ai/flux/dev", "")
+	}
+	b, err := jsonSize(s.rec)
+	require.NoError(t, err)
+	require.Less(t, b, 4096, "20,000 waiting jobs in 4 lanes")
+	for i := range maxLanes + 10 {
+		j := &job{ID: fmt.Sprintf("k-%d", i), Tenant: fmt.Sprintf("u%d", i), ModelID: "fal-ai/flux/dev", Priority: "normal"}
+		no, _ := s.a.decide(&s.rec, j, s.now)
+		require.NotNil(t, no)
+	}
+	require.Len(t, s.rec.Lanes, maxLanes, "lanes are bounded")
+}
+
+func jsonSize(v any) (int, error) {
+	b, err := json.Marshal(v)
+	return len(b), err
+}

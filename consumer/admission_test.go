@@ -2,10 +2,10 @@ package consumer_test
 
 import (
 	"context"
-	"errors"
-	"os"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"

@@ -169,7 +169,10 @@ type recordLimits struct {
 	Budgets      []string       `json:"budgets,omitempty"`
 	BudgetPolicy string         `json:"budget_policy,omitempty"`
 	Currency     string         `json:"currency,omitempty"`
-	At           time.Time      `json:"at"`
+	// UnitPrices are the prices of the models admitted or waiting, for
+	// the budget estimates tools show.
+	UnitPrices map[string]float64 `json:"unit_prices,omitempty"`
+	At         time.Time          `json:"at"`
 }
 
 // Priorities as ranks: lower goes first.
@@ -281,6 +284,21 @@ func (a *admission) store(ctx context.Context, rec admissionRecord, rev uint64) 
 		PerTenant: a.limits.MaxPendingPerTenant, Budgets: a.spendCfg.Budgets, BudgetPolicy: a.spendCfg.BudgetPolicy,
 		Currency: a.spendCfg.Currency, At: a.now().UTC(),
 	}
+	if len(a.budgets) > 0 {
+		rec.Limits.UnitPrices = map[string]float64{}
+		add := func(model string) {
+			if p := a.unitPrice(model); p > 0 {
+				rec.Limits.UnitPrices[model] = p
+			}
+		}
+		for _, e := range rec.Jobs {
+			add(e.Model)
+		}
+		for k := range rec.Lanes {
+			_, _, model := splitLaneKey(k)
+			add(model)
+		}
+	}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -329,20 +347,22 @@ func (a *admission) usage(rec *admissionRecord, now time.Time) usage {
 	return u
 }
 
-// full returns which cap leaves no room for one more job of model and
+// full returns which caps leave no room for one more job of model and
 // tenant ("" when every cap has room).
 func (a *admission) full(u usage, model, tenant string) string {
 	l := a.limits
 	modelCap, tenantCap := l.PendingModelLimit(model), l.MaxPendingPerTenant
-	switch {
-	case u.total >= l.MaxPending:
-		return fmt.Sprintf("limits.max_pending (%d)", l.MaxPending)
-	case modelCap > 0 && u.model[model] >= modelCap:
-		return fmt.Sprintf("model %s's cap (%d)", model, modelCap)
-	case tenantCap > 0 && u.tenant[tenant] >= tenantCap:
-		return fmt.Sprintf("tenant %q's cap (limits.max_pending_per_tenant %d)", tenant, tenantCap)
+	var caps []string
+	if u.total >= l.MaxPending {
+		caps = append(caps, fmt.Sprintf("limits.max_pending (%d)", l.MaxPending))
 	}
-	return ""
+	if modelCap > 0 && u.model[model] >= modelCap {
+		caps = append(caps, fmt.Sprintf("model %s's cap (%d)", model, modelCap))
+	}
+	if tenantCap > 0 && u.tenant[tenant] >= tenantCap {
+		caps = append(caps, fmt.Sprintf("tenant %q's cap (limits.max_pending_per_tenant %d)", tenant, tenantCap))
+	}
+	return strings.Join(caps, " and ")
 }
 
 // overBudget returns the budget one more job of model and tenant would

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/falbridge/falbridge/config"
@@ -183,4 +184,69 @@ func TestAdmissionRecordSizeIsBounded(t *testing.T) {
 func jsonSize(v any) (int, error) {
 	b, err := json.Marshal(v)
 	return len(b), err
+}
+
+// falbridge_waiting: one series per model and tenant label, from the last
+// record seen, dead lanes left out, labels capped as every model and tenant
+// label is (a malformed model id is "invalid", a tenant past the cap
+// "other"); a lane that empties leaves no stale series.
+func TestWaitingGauge(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	now := time.Now()
+	live := func(n uint64) *lane { return &lane{Next: n, Until: now.Add(time.Minute)} }
+	rec := admissionRecord{Lanes: map[string]*lane{
+		laneKey("high", "A", "fal-ai/flux/dev"):   live(2),
+		laneKey("normal", "A", "fal-ai/flux/dev"): live(3),
+		laneKey("normal", "B", "fal-ai//bad"):     live(1),
+		laneKey("normal", "C", "fal-ai/flux/dev"): {Next: 9, Until: now.Add(-time.Second)}, // dead
+	}}
+	m.models.label("fal-ai/flux/dev", true) // fal accepted a job of it
+	for i := range maxModelLabels {
+		m.tenants.label(fmt.Sprintf("filler-%d", i))
+	}
+	m.tenants.mu.Lock()
+	delete(m.tenants.seen, "filler-0")
+	m.tenants.seen["A"] = struct{}{}
+	m.tenants.mu.Unlock()
+	m.observeAdmission(&rec, now)
+	got := waitingSeries(t, reg)
+	require.Equal(t, map[string]float64{"fal-ai/flux/dev|A": 5, "invalid|other": 1}, got)
+
+	delete(rec.Lanes, laneKey("normal", "B", "fal-ai//bad"))
+	m.observeAdmission(&rec, now)
+	require.Equal(t, map[string]float64{"fal-ai/flux/dev|A": 5}, waitingSeries(t, reg))
+
+	m.admittedJob()
+	m.admittedJob()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	var admitted float64
+	for _, mf := range mfs {
+		if mf.GetName() == "falbridge_admitted_total" {
+			admitted = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	require.InDelta(t, 2, admitted, 0)
+}
+
+func waitingSeries(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "falbridge_waiting" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range mt.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			out[labels["model"]+"|"+labels["tenant"]] = mt.GetGauge().GetValue()
+		}
+	}
+	return out
 }

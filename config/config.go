@@ -72,6 +72,8 @@ const (
 	RunURLDefault = "https://fal.run"
 	// JWKSURLDefault is fal.jwks_url.
 	JWKSURLDefault = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+	// PlatformURLDefault is fal.platform_url.
+	PlatformURLDefault = "https://api.fal.ai/v1"
 	// RequestTimeoutDefault is fal.request_timeout.
 	RequestTimeoutDefault = 60 * time.Second
 	// MaxAttemptsDefault is fal.max_attempts.
@@ -368,6 +370,10 @@ type Fal struct {
 	// JWKSURL is where fal's webhook signing keys are published. Defaults to
 	// [JWKSURLDefault].
 	JWKSURL string `koanf:"jwks_url"`
+	// PlatformURL is the base URL of fal's Platform API (model pricing,
+	// with spend.prices_source platform). Defaults to
+	// [PlatformURLDefault] ("https://api.fal.ai/v1").
+	PlatformURL string `koanf:"platform_url"`
 	// RequestTimeout bounds one HTTP attempt. Defaults to
 	// [RequestTimeoutDefault] (60s).
 	RequestTimeout time.Duration `koanf:"request_timeout"`
@@ -633,6 +639,7 @@ func Default() Config {
 			QueueURL:       QueueURLDefault,
 			RunURL:         RunURLDefault,
 			JWKSURL:        JWKSURLDefault,
+			PlatformURL:    PlatformURLDefault,
 			RequestTimeout: RequestTimeoutDefault,
 			MaxAttempts:    MaxAttemptsDefault,
 			RetryInitial:   RetryInitialDefault,
@@ -673,7 +680,7 @@ func Default() Config {
 		},
 		Shutdown: Shutdown{GracePeriod: GracePeriodDefault},
 		Log:      Log{Level: LogLevelDefault, Format: LogFormatDefault},
-		Spend:    Spend{Currency: "USD", BudgetPolicy: BudgetWait},
+		Spend:    Spend{Currency: "USD", BudgetPolicy: BudgetWait, PricesSource: PricesFromConfig, PricesRefresh: PricesRefreshDefault},
 	}
 }
 

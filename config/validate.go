@@ -116,6 +116,7 @@ func (c *Config) Validate() error {
 	v.httpURL("fal.queue_url", f.QueueURL, true)
 	v.httpURL("fal.run_url", f.RunURL, true)
 	v.httpURL("fal.jwks_url", f.JWKSURL, true)
+	v.httpURL("fal.platform_url", f.PlatformURL, true)
 	v.positive("fal.request_timeout", f.RequestTimeout)
 	if f.MaxAttempts < 1 {
 		v.add("fal.max_attempts", "must be ≥ 1 (got %d)", f.MaxAttempts)
@@ -199,6 +200,7 @@ func (c *Config) Validate() error {
 	default:
 		v.add("spend.budget_policy", "must be %q or %q (got %q)", BudgetWait, BudgetFail, c.Spend.BudgetPolicy)
 	}
+	c.Spend.validateSource(v)
 	if strings.TrimSpace(c.Spend.Currency) == "" {
 		v.add("spend.currency", "must not be empty")
 	}

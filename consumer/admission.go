@@ -566,6 +566,7 @@ func (rec *admissionRecord) prune(now time.Time) {
 // ticket is new (its old lane was dropped).
 func (a *admission) admit(ctx context.Context, j *job, priority string, rev uint64) (*refusal, error) {
 	j.Priority = normPriority(priority)
+	a.prices.get(j.ModelID) // a model without a price yet: load it now (platform prices)
 	before := j.Ticket
 	var no *refusal
 	err := a.do(func(rec *admissionRecord, now time.Time) bool {

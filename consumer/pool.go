@@ -106,9 +106,12 @@ type Pool struct {
 	// adm applies the cross-replica caps on pending jobs; nil when they
 	// are off (limits.max_pending 0).
 	adm *admission
-	// prices is spend.prices, parsed, over the Platform API's prices.
-	prices  *priceTable
-	budgets []config.Budget
+	// prices is spend.prices, parsed, over the Platform API's prices
+	// (from priceSource; pricesLogged: the unusable ones logged).
+	prices       *priceTable
+	priceSource  PriceSource
+	pricesLogged sync.Map
+	budgets      []config.Budget
 	// slotWait and slotRetry are modelSlotWait and modelSlotRetry (tests
 	// shorten them).
 	slotWait, slotRetry time.Duration
@@ -195,6 +198,7 @@ func New(nc *nats.Conn, fal Fal, cfg config.Config, opts ...Option) (*Pool, erro
 		return nil, fmt.Errorf("consumer: spend.prices: %w", err)
 	}
 	p.prices = newPriceTable(configured)
+	p.prices.platform = cfg.Spend.PricesSource == config.PricesFromPlatform && p.priceSource != nil
 	if p.budgets, err = cfg.Spend.BudgetList(); err != nil {
 		return nil, fmt.Errorf("consumer: spend.budgets: %w", err)
 	}
@@ -249,6 +253,7 @@ func (p *Pool) Start(ctx context.Context) error {
 	p.quit = p.quitCtx.Done()
 	p.workers.Add(1)
 	go p.sweepLoop()
+	p.startPricing()
 	for range p.cfg.Limits.Workers {
 		p.workers.Add(2)
 		go p.loop(p.work, p.handleTrigger)

@@ -42,3 +42,21 @@ func FuzzQuantity(f *testing.F) {
 		}
 	})
 }
+
+// fal's unit names onto spend.prices' units; anything falbridge cannot
+// measure from a result is unknown.
+func TestConfigUnit(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ fal, want string }{
+		{"image", "image"}, {"Images", "image"}, {"per image", "image"}, {"output_images", "image"},
+		{"megapixels", "megapixel"}, {"MP", "megapixel"}, {"megapixel", "megapixel"},
+		{"video seconds", "second"}, {"seconds", "second"}, {"video_second", "second"}, {"per-second", "second"},
+		{"request", "request"}, {"per_request", "request"}, {"Requests", "request"},
+		{"compute seconds", ""}, {"gpu seconds", ""}, {"1M tokens", ""}, {"", ""}, {"minutes", ""},
+	}
+	for _, tt := range tests {
+		got, ok := configUnit(tt.fal)
+		require.Equal(t, tt.want, got, tt.fal)
+		require.Equal(t, tt.want != "", ok, tt.fal)
+	}
+}

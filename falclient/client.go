@@ -114,6 +114,7 @@ type options struct {
 	queueURL        string
 	runURL          string
 	jwksURL         string
+	platformURL     string
 	httpClient      *http.Client
 	maxConnsPerHost int
 	retry           RetryPolicy
@@ -335,6 +336,7 @@ type Client struct {
 	queueURL   string
 	runURL     string
 	jwksURL    string
+	platform   string
 	hc         *http.Client
 	retry      RetryPolicy
 	reqTimeout time.Duration
@@ -355,7 +357,7 @@ type Client struct {
 // New returns a client. Defaults: the key from [KeyFromEnv] (when
 // [WithKey] is not given; an empty environment means no Authorization header,
 // which fal answers with 401), fal's real hosts ([QueueURLDefault],
-// [RunURLDefault], [JWKSURLDefault]), [DefaultRetryPolicy], a 60s
+// [RunURLDefault], [JWKSURLDefault], [PlatformURLDefault]), [DefaultRetryPolicy], a 60s
 // per-attempt timeout, 64 connections per host, a 64 MiB response cap,
 // no logging, time.Now. Errors wrap [ErrInvalidOption] and name the option.
 func New(opts ...Option) (*Client, error) {
@@ -363,6 +365,7 @@ func New(opts ...Option) (*Client, error) {
 		queueURL:        QueueURLDefault,
 		runURL:          RunURLDefault,
 		jwksURL:         JWKSURLDefault,
+		platformURL:     PlatformURLDefault,
 		maxConnsPerHost: MaxConnsPerHostDefault,
 		retry:           DefaultRetryPolicy(),
 		requestTimeout:  RequestTimeoutDefault,
@@ -397,6 +400,7 @@ func New(opts ...Option) (*Client, error) {
 		queueURL:   strings.TrimRight(o.queueURL, "/"),
 		runURL:     strings.TrimRight(o.runURL, "/"),
 		jwksURL:    o.jwksURL,
+		platform:   strings.TrimRight(o.platformURL, "/"),
 		hc:         hc,
 		retry:      o.retry,
 		reqTimeout: o.requestTimeout,

@@ -90,6 +90,11 @@ const (
 	laneRefresh = 4 * time.Second
 )
 
+// laneStall is how long a lane may have the turn without one of its
+// waiters asking before the turn passes on (see lane.Owed). A live lane
+// asks about laneAskRate times a second.
+const laneStall = 2 * time.Second
+
 // maxLanes bounds the lanes in the record. A job whose lane would be one too
 // many waits unqueued: it takes a slot only when its lane would have won the
 // turn (it competes as if its lane were empty), without a ticket.
@@ -139,6 +144,11 @@ type lane struct {
 	Served uint64 `json:"s,omitempty"`
 	// Until is when the lane is dropped unless a waiter asks.
 	Until time.Time `json:"u"`
+	// Owed is when the lane was first found to have the turn without one
+	// of its waiters taking it; an ask of one of its waiters clears it.
+	// Owed longer than laneStall, the lane has lost its turn (its waiters
+	// are gone, or too slow to ask) until one of them asks again.
+	Owed time.Time `json:"o,omitzero"`
 }
 
 func (l *lane) waiting() uint64 {
@@ -150,6 +160,18 @@ func (l *lane) waiting() uint64 {
 
 // live reports whether the lane has waiters that asked recently.
 func (l *lane) live(now time.Time) bool { return l.waiting() > 0 && now.Before(l.Until) }
+
+// stalled reports whether the lane has owed a claim for over laneStall.
+func (l *lane) stalled(now time.Time) bool { return !l.Owed.IsZero() && now.Sub(l.Owed) > laneStall }
+
+// owe marks the lane as having the turn; true when that is news.
+func (l *lane) owe(now time.Time) bool {
+	if !l.Owed.IsZero() {
+		return false
+	}
+	l.Owed = now
+	return true
+}
 
 // ticket is a waiting job's place in its lane, stored in its job record.
 // The counts it feeds are exact when every waiter ends once through finish
@@ -403,6 +425,10 @@ type refusal struct {
 // front of a lane asks twice as often as its back (roughly arrival order);
 // no waiter asks less often than every maxAskInterval.
 func (r *refusal) retry() time.Duration {
+	if r.kind == waitBudget {
+		// Budgets change as jobs end or windows turn, not by the second.
+		return jittered(maxAskInterval)
+	}
 	n := max(r.waiting, 1)
 	base := min(max(time.Duration(n)*time.Second/laneAskRate, minAskInterval), maxAskInterval)
 	d := base/2 + time.Duration(float64(base)*float64(min(r.position, n))/float64(n))
@@ -434,7 +460,7 @@ func (a *admission) decide(rec *admissionRecord, j *job, now time.Time) (no *ref
 		mine = nil
 	}
 	eligible := func(k string, l *lane) (prio, tenant, model string, ok bool) {
-		if k == key || !l.live(now) {
+		if k == key || !l.live(now) || l.stalled(now) {
 			return "", "", "", false
 		}
 		prio, tenant, model = splitLaneKey(k)
@@ -453,8 +479,15 @@ func (a *admission) decide(rec *admissionRecord, j *job, now time.Time) (no *ref
 		}
 	}
 	if winner != j.Tenant {
-		return a.queue(rec, j, key, now, refusal{kind: waitTurn,
+		owed := false
+		for k, l := range rec.Lanes {
+			if _, tenant, _, ok := eligible(k, l); ok && tenant == winner && l.owe(now) {
+				owed = true
+			}
+		}
+		no, write := a.queue(rec, j, key, now, refusal{kind: waitTurn,
 			reason: fmt.Sprintf("its turn: tenant %q was admitted longer ago (round-robin between tenants)", winner)})
+		return no, write || owed
 	}
 	// Within the tenant: priority first, then the model served longest ago.
 	rank := priorityRank(normPriority(j.Priority))
@@ -467,26 +500,35 @@ func (a *admission) decide(rec *admissionRecord, j *job, now time.Time) (no *ref
 		if !ok || tenant != j.Tenant {
 			continue
 		}
+		var reason string
 		switch r := priorityRank(prio); {
 		case r < rank:
-			return a.queue(rec, j, key, now, refusal{kind: waitTurn,
-				reason: fmt.Sprintf("its turn: tenant %q's %s-priority jobs go first", j.Tenant, prio)})
+			reason = fmt.Sprintf("its turn: tenant %q's %s-priority jobs go first", j.Tenant, prio)
 		case r == rank && (l.Served < myServed || l.Served == myServed && model < j.ModelID):
-			return a.queue(rec, j, key, now, refusal{kind: waitTurn,
-				reason: fmt.Sprintf("its turn: tenant %q's jobs of %s go first (round-robin between a tenant's models)", j.Tenant, model)})
+			reason = fmt.Sprintf("its turn: tenant %q's jobs of %s go first (round-robin between a tenant's models)", j.Tenant, model)
+		default:
+			continue
 		}
+		owed := l.owe(now)
+		no, write := a.queue(rec, j, key, now, refusal{kind: waitTurn, reason: reason})
+		return no, write || owed
 	}
 	registered := mine != nil && j.Ticket != nil && j.Ticket.Epoch == mine.Epoch && j.Ticket.N < mine.Next
-	if mine != nil && !registered {
+	if mine != nil && !registered && !mine.stalled(now) {
 		// New in a lane with waiters: behind them.
-		return a.queue(rec, j, key, now, refusal{kind: waitTurn,
+		owed := mine.owe(now)
+		no, write := a.queue(rec, j, key, now, refusal{kind: waitTurn,
 			reason: fmt.Sprintf("its turn: %d earlier jobs of its tenant, model and priority wait", mine.waiting())})
+		return no, write || owed
 	}
 	rec.Jobs[j.ID] = admitted{Model: j.ModelID, Tenant: j.Tenant, At: now}
 	rec.Turn++
 	rec.Served[j.Tenant] = rec.Turn
 	if mine != nil {
 		mine.Served = rec.Turn
+		mine.Owed = time.Time{}
+		// (An unqueued job standing in for a stalled lane resolves one
+		// of its tickets: the lane's count was too high.)
 		mine.Done++
 		if mine.waiting() == 0 {
 			delete(rec.Lanes, key)
@@ -512,6 +554,10 @@ func (a *admission) queue(rec *admissionRecord, j *job, key string, now time.Tim
 		no.waiting = l.waiting()
 		if l.Until.Sub(now) < laneTTL-laneRefresh {
 			l.Until = now.Add(laneTTL)
+			write = true
+		}
+		if !l.Owed.IsZero() {
+			l.Owed = time.Time{} // one of its waiters is alive
 			write = true
 		}
 		return &no, write

@@ -163,6 +163,43 @@ func TestDeadLaneIsDropped(t *testing.T) {
 	require.Nil(t, no, "A's lane is dead: B is admitted")
 }
 
+// A lane that has the turn but whose waiters do not come (a ticket taken
+// by a job that then vanished) loses it after laneStall; the turn comes
+// back as soon as one of its waiters asks.
+func TestStalledLaneLosesItsTurn(t *testing.T) {
+	t.Parallel()
+	s := newAdmissionSim(t, config.Limits{MaxPending: 1})
+	s.arrive("a0", "A", "m/x", "")
+	s.arrive("a1", "A", "m/x", "")    // a real waiter of A
+	s.arrive("ghost", "A", "m/x", "") // a ticket nobody will use
+	s.arrive("b0", "B", "m/x", "")
+	delete(s.rec.Jobs, "a0")
+	s.rec.Served["A"], s.rec.Served["B"] = 0, 5 // A's turn
+	b := s.waiting[2]
+	require.Equal(t, "b0", b.ID)
+	no, write := s.a.decide(&s.rec, b, s.now)
+	require.NotNil(t, no)
+	require.True(t, write, "the owed turn is recorded")
+	s.now = s.now.Add(laneStall / 2)
+	no, _ = s.a.decide(&s.rec, b, s.now)
+	require.NotNil(t, no, "A still has its turn")
+	// a1 asks: refused? No: it is A's turn, so a1 is admitted.
+	a1 := s.waiting[0]
+	require.Nil(t, mustDecide(t, s, a1))
+	delete(s.rec.Jobs, "a1")
+	s.rec.Served["A"], s.rec.Served["B"] = 0, 5 // A's turn again, but only the ghost is left
+	no, _ = s.a.decide(&s.rec, b, s.now)
+	require.NotNil(t, no)
+	s.now = s.now.Add(laneStall + time.Millisecond)
+	require.Nil(t, mustDecide(t, s, b), "A's lane stalled: B takes the slot")
+}
+
+func mustDecide(t *testing.T, s *admissionSim, j *job) *refusal {
+	t.Helper()
+	no, _ := s.a.decide(&s.rec, j, s.now)
+	return no
+}
+
 // The record stays small however many jobs wait: lanes are counters.
 func TestAdmissionRecordSizeIsBounded(t *testing.T) {
 	t.Parallel()

@@ -78,7 +78,7 @@ const admissionKey = "falbridge.admission"
 // times a second in all, each of its waiters every minAskInterval to
 // maxAskInterval.
 const (
-	laneAskRate    = 10
+	laneAskRate    = 25
 	minAskInterval = 100 * time.Millisecond
 	maxAskInterval = 3 * time.Second
 )

@@ -629,3 +629,44 @@ func TestFairnessAcrossReplicas(t *testing.T) {
 		nB, aDone, elapsed.Round(time.Millisecond), gets, writes, conflicts, nA+nB, admitted)
 	require.Less(t, aDone, 100, "B's 10 jobs finished after A's 100th")
 }
+
+// The admission record's cost, measured: three replicas, caps 8, 300 jobs
+// of two tenants (most of them waiting), to the end. It reports the record's
+// KV reads and writes per job and bounds them.
+func TestAdmissionCost(t *testing.T) {
+	t.Parallel()
+	const n = 300
+	b := setup(t, func(o *setupOpts) {
+		o.quiet = true
+		o.cfg = func(c *config.Config) {
+			c.Limits.MaxPending = 8
+			c.Polling.WebhookGrace = 20 * time.Second
+		}
+	})
+	var pools []*consumer.Pool
+	for range 3 {
+		pools = append(pools, b.start(b.newPool(nil)))
+	}
+	start := time.Now()
+	for i := range n {
+		tenant := "A"
+		if i%3 == 2 {
+			tenant = "B"
+		}
+		b.publish("c", fmt.Sprintf(`{"id":"cost-%03d","model_id":"fal-ai/flux/schnell","tenant":%q,"input":{"prompt":"p","_sim":{"latency_ms":50}}}`, i, tenant))
+	}
+	for i := range n {
+		res, ev := b.terminal(fmt.Sprintf("cost-%03d", i))
+		require.Nil(t, ev)
+		require.NotNil(t, res)
+	}
+	took := time.Since(start)
+	var gets, writes, conflicts, batches, changes int64
+	for _, p := range pools {
+		g, w, c, bt, ch := consumer.AdmissionCounts(p)
+		gets, writes, conflicts, batches, changes = gets+g, writes+w, conflicts+c, batches+bt, changes+ch
+	}
+	t.Logf("%d jobs in %s (%.0f/s): admission record %d gets, %d writes (%d conflicts) = %.2f round trips per job; %d batches carried %d changes",
+		n, took.Round(time.Millisecond), float64(n)/took.Seconds(), gets, writes, conflicts, float64(gets+writes)/n, batches, changes)
+	require.Less(t, float64(gets+writes)/n, 40.0, "round trips per job")
+}

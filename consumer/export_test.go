@@ -42,3 +42,13 @@ func AdmissionOps(p *Pool) (gets, writes, conflicts int64) {
 	}
 	return p.adm.ops.gets.Load(), p.adm.ops.writes.Load(), p.adm.ops.conflicts.Load()
 }
+
+// AdmissionCounts is AdmissionOps plus the batches of changes and the
+// changes they carried.
+func AdmissionCounts(p *Pool) (gets, writes, conflicts, batches, changes int64) {
+	if p.adm == nil {
+		return
+	}
+	o := &p.adm.ops
+	return o.gets.Load(), o.writes.Load(), o.conflicts.Load(), o.batches.Load(), o.changes.Load()
+}

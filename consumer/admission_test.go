@@ -315,10 +315,11 @@ func (b *testBundle) jobStateOrEmpty(id string) string {
 	return info.State
 }
 
-// #15 fairness: tenant A publishes 150 triggers, then tenant B 10. Over
-// their tenant caps, A's triggers wait parked (acked, driven by their
-// timers) instead of filling the trigger consumer's window, so B's are read
-// and admitted beside A's: B's 10 finish before A's 100th.
+// #15 fairness through a small trigger window: tenant A publishes 150
+// triggers, then tenant B 10, with a window (limits.max_in_flight) of 16.
+// A's waiting triggers are parked (acked, driven by their timers) instead of
+// filling the window, so B's are read at all; then the turns and the tenant
+// cap admit them beside A's: B's 10 finish before A's 100th.
 func TestWaitingTenantDoesNotStarveAnother(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(o *setupOpts) {
@@ -669,4 +670,74 @@ func TestAdmissionCost(t *testing.T) {
 	t.Logf("%d jobs in %s (%.0f/s): admission record %d gets, %d writes (%d conflicts) = %.2f round trips per job; %d batches carried %d changes",
 		n, took.Round(time.Millisecond), float64(n)/took.Seconds(), gets, writes, conflicts, float64(gets+writes)/n, batches, changes)
 	require.Less(t, float64(gets+writes)/n, 40.0, "round trips per job")
+}
+
+// submitOrder records the order of submits and the queue priority each
+// asked fal for.
+type submitOrder struct {
+	consumer.Fal
+	mu    sync.Mutex
+	order []string // input "n"
+	prio  map[string]falclient.Priority
+}
+
+func (s *submitOrder) Submit(ctx context.Context, model string, input any, opts falclient.SubmitOptions) (*falclient.SubmitResponse, error) {
+	var in struct {
+		N string `json:"n"`
+	}
+	raw, _ := input.(json.RawMessage)
+	_ = json.Unmarshal(raw, &in)
+	s.mu.Lock()
+	s.order = append(s.order, in.N)
+	s.prio[in.N] = opts.Priority
+	s.mu.Unlock()
+	return s.Fal.Submit(ctx, model, input, opts)
+}
+
+// #15 priority: a tenant's waiting jobs are admitted high first, then
+// normal, then low, whatever their arrival order, across three replicas;
+// fal is asked for its low priority for low only (high and normal run at
+// fal's normal priority).
+func TestPriorityOrdersATenantsWaitingJobs(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *setupOpts) {
+		o.cfg = func(c *config.Config) {
+			c.Limits.MaxPending = 1
+			c.Polling.WebhookGrace = 10 * time.Second
+		}
+	})
+	so := &submitOrder{Fal: b.fal, prio: map[string]falclient.Priority{}}
+	for range 3 {
+		b.start(b.newPool(so))
+	}
+	b.publish("p", `{"id":"prio-hold","model_id":"fal-ai/flux/schnell","tenant":"T","input":{"prompt":"p","n":"hold","_sim":{"latency_ms":1500}}}`)
+	waitFor(t, "holder at fal", func() bool { return b.stats().Submits == 1 })
+	var ids []string
+	for i := range 4 {
+		for _, p := range []string{"low", "normal", "high"} {
+			id := fmt.Sprintf("prio-%s-%d", p, i)
+			ids = append(ids, id)
+			b.publish("p", fmt.Sprintf(`{"id":%q,"model_id":"fal-ai/flux/schnell","tenant":"T","priority":%q,"input":{"prompt":"p","n":%q,"_sim":{"latency_ms":50}}}`, id, p, p))
+		}
+	}
+	waitFor(t, "12 waiting", func() bool {
+		n := 0
+		for _, id := range ids {
+			if b.jobStateOrEmpty(id) == "waiting" {
+				n++
+			}
+		}
+		return n == 12
+	})
+	for _, id := range append(ids, "prio-hold") {
+		res, ev := b.terminal(id)
+		require.Nil(t, ev, id)
+		require.NotNil(t, res)
+	}
+	so.mu.Lock()
+	defer so.mu.Unlock()
+	require.Equal(t, []string{"hold", "high", "high", "high", "high", "normal", "normal", "normal", "normal", "low", "low", "low", "low"}, so.order)
+	require.Equal(t, falclient.PriorityNormal, so.prio["high"], "high runs at fal's normal priority")
+	require.Equal(t, falclient.PriorityNormal, so.prio["normal"])
+	require.Equal(t, falclient.PriorityLow, so.prio["low"])
 }

@@ -66,9 +66,11 @@ import (
 // Cost in JetStream round trips, with caps on: a job admitted at once, 1 KV
 // get + 1 KV update of the record at admission and the same at release. A
 // job that waits, 1 more update when it first queues (its ticket), then 1
-// get per ask: about every second near the front of its lane, up to every
-// maxAskInterval further back. Each conflict on the record costs one more
-// get + update. With caps off (limits.max_pending 0) none of this runs.
+// get per ask (shared by the asks a replica has in flight at once; a parked
+// job's ask is also its timer's delivery, Nak, and a read of its job
+// record): 0.1 s to maxAskInterval apart, see refusal.retry. Each conflict
+// on the record costs one more get + update. With caps off
+// (limits.max_pending 0) none of this runs.
 
 // admissionKey is the admission record in the job bucket. It has a dot, so
 // no trigger id can collide with it.

@@ -287,3 +287,26 @@ func waitingSeries(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	}
 	return out
 }
+
+// LimitsInfo explains a waiting job from the record alone, and reads a
+// record written by an older falbridge (no caps in it) without failing.
+func TestLimitsInfoWaitReason(t *testing.T) {
+	t.Parallel()
+	s := newAdmissionSim(t, config.Limits{MaxPending: 1})
+	s.arrive("a0", "A", "m/x", "")
+	s.arrive("a1", "A", "m/x", "")
+	s.arrive("b0", "B", "m/x", "high")
+	s.rec.Limits = &recordLimits{MaxPending: 1, At: s.now}
+	li := &LimitsInfo{On: true, rec: s.rec, at: s.now}
+	require.Equal(t, "limits.max_pending (1)", li.WaitReason(&JobInfo{ID: "a1", State: "waiting", ModelID: "m/x", Tenant: "A"}))
+	delete(li.rec.Jobs, "a0")
+	require.Equal(t, `its turn: tenant "B" was admitted longer ago (round-robin between tenants)`,
+		li.WaitReason(&JobInfo{ID: "a1", State: "waiting", ModelID: "m/x", Tenant: "A"}))
+	require.Contains(t, li.WaitReason(&JobInfo{ID: "b0", State: "waiting", ModelID: "m/x", Tenant: "B", Priority: "high"}), "a slot is free for it")
+	require.Empty(t, li.WaitReason(&JobInfo{ID: "x", State: "submitted"}))
+	_, ok := li.rec.Jobs["b0"]
+	require.False(t, ok, "explaining changes nothing")
+
+	li.rec.Limits = nil
+	require.Empty(t, li.WaitReason(&JobInfo{ID: "a1", State: "waiting", ModelID: "m/x", Tenant: "A"}))
+}

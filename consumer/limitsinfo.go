@@ -37,8 +37,10 @@ type LimitsInfo struct {
 // CapUse is one cap and its use: Scope "global", "model" or "tenant", Name
 // the model id or tenant.
 type CapUse struct {
-	Scope   string `json:"scope"`
-	Name    string `json:"name,omitempty"`
+	Scope string `json:"scope"`
+	Name  string `json:"name,omitempty"`
+	// Cap is 0 when the record does not say (written by an older
+	// falbridge).
 	Cap     int    `json:"cap"`
 	Pending int    `json:"pending"`
 	Waiting uint64 `json:"waiting"`
@@ -77,7 +79,14 @@ func LookupLimits(ctx context.Context, js jetstream.JetStream, bucket string, no
 		return nil, err
 	}
 	info := &LimitsInfo{rec: rec, at: now, Revision: rev}
-	if rev == 0 || rec.Limits == nil {
+	if rev == 0 {
+		return info, nil
+	}
+	if rec.Limits == nil {
+		// Written by a falbridge older than this one (during an upgrade):
+		// the caps are not in the record; the pending jobs are.
+		info.On = true
+		info.Caps = []CapUse{{Scope: "global", Pending: len(rec.Jobs)}}
 		return info, nil
 	}
 	info.On = true
@@ -163,7 +172,7 @@ func (li *LimitsInfo) admission() *admission {
 // WaitReason says what a waiting job waits for: the cap or budget that is
 // full, or whose turn it is; "" when job is not waiting or the caps are off.
 func (li *LimitsInfo) WaitReason(info *JobInfo) string {
-	if !li.On || info == nil || info.State != string(stateWaiting) {
+	if !li.On || li.rec.Limits == nil || info == nil || info.State != string(stateWaiting) {
 		return ""
 	}
 	// decide changes the record: work on a copy.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -74,7 +75,11 @@ func printLimits(w io.Writer, info *consumer.LimitsInfo, now time.Time) {
 		default:
 			name += " " + c.Name
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", name, c.Cap, c.Pending, c.Waiting)
+		limit := strconv.Itoa(c.Cap)
+		if c.Cap == 0 {
+			limit = "?" // written by an older falbridge: the caps are not in the record
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", name, limit, c.Pending, c.Waiting)
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)

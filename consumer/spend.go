@@ -301,6 +301,13 @@ func (p *Pool) pricingLoop() {
 		case <-p.prices.poke:
 			// A model without a price: fetch soon, but not more often
 			// than every pricesFetchPause.
+			fresh := false
+			for _, id := range p.prices.wantedIDs() {
+				fresh = fresh || !fetched[id]
+			}
+			if !fresh {
+				continue
+			}
 			select {
 			case <-time.After(pricesFetchPause - time.Since(last)):
 			case <-p.quit:

@@ -85,6 +85,14 @@ const (
 	maxAskInterval = 3 * time.Second
 )
 
+// laneFront is the part of a lane that asks at the full rate; a waiter
+// further back asks every maxAskInterval × position/laneFront, at most
+// every backAskInterval.
+const (
+	laneFront       = 200
+	backAskInterval = 10 * time.Second
+)
+
 // laneTTL is how long a lane lives without an ask; laneRefresh is how much
 // of it may pass before an ask writes the record to push it on.
 const (
@@ -144,8 +152,15 @@ type lane struct {
 	Done uint64 `json:"d"`
 	// Served is the turn of the lane's last admission.
 	Served uint64 `json:"s,omitempty"`
-	// Until is when the lane is dropped unless a waiter asks.
+	// Rate is the lane's admissions a second, measured over windows of at
+	// least rateWindow: RateN admissions since RateAt.
+	Rate   float64   `json:"r,omitempty"`
+	RateAt time.Time `json:"ra,omitzero"`
+	RateN  int       `json:"rn,omitempty"`
+	// Until is when the lane is dropped unless a waiter asks; Born is when
+	// it was created.
 	Until time.Time `json:"u"`
+	Born  time.Time `json:"b"`
 	// Owed is when the lane was first found to have the turn without one
 	// of its waiters taking it; an ask of one of its waiters clears it.
 	// Owed longer than laneStall, the lane has lost its turn (its waiters
@@ -162,6 +177,37 @@ func (l *lane) waiting() uint64 {
 
 // live reports whether the lane has waiters that asked recently.
 func (l *lane) live(now time.Time) bool { return l.waiting() > 0 && now.Before(l.Until) }
+
+// rateWindow is the least time over which a lane's pace is measured.
+const rateWindow = 2 * time.Second
+
+// admitted counts one admission into the lane's pace.
+func (l *lane) countAdmission(now time.Time) {
+	if l.RateAt.IsZero() {
+		l.RateAt = now
+	}
+	l.RateN++
+	if el := now.Sub(l.RateAt); el >= rateWindow {
+		l.Rate = float64(l.RateN) / el.Seconds()
+		l.RateAt, l.RateN = now, 0
+	}
+}
+
+// pace is the lane's admissions a second as last measured, 0 when it has
+// not moved for a while, and -1 while it is too young to tell.
+func (l *lane) pace(now time.Time) float64 {
+	switch {
+	case l.RateAt.IsZero() && now.Sub(l.Born) < youngLane:
+		return -1
+	case l.RateAt.IsZero() || now.Sub(l.RateAt) > 3*rateWindow:
+		return 0
+	}
+	return l.Rate
+}
+
+// youngLane is how long a new lane's waiters all ask as its front does,
+// before its pace is known.
+const youngLane = 30 * time.Second
 
 // stalled reports whether the lane has owed a claim for over laneStall.
 func (l *lane) stalled(now time.Time) bool { return !l.Owed.IsZero() && now.Sub(l.Owed) > laneStall }
@@ -417,21 +463,36 @@ type refusal struct {
 	kind   string // waitCap, waitBudget or waitTurn
 	budget bool   // a budget, not a cap
 	// position is the number of jobs before it in its lane, waiting the
-	// number of jobs in its lane.
+	// number of jobs in its lane, pace the lane's admissions a second (0:
+	// unknown).
 	position, waiting uint64
+	pace              float64
 }
 
 // retry is how long the refused job waits before it asks again. A lane as
 // a whole asks about laneAskRate times a second, so that a slot granted to
 // it is taken within about 1/laneAskRate however few jobs it holds; the
 // front of a lane asks twice as often as its back (roughly arrival order);
-// no waiter asks less often than every maxAskInterval.
+// within its first laneFront tickets no waiter asks less often than every
+// maxAskInterval. Past them a waiter asks less often the further back it
+// is (maxAskInterval × position/laneFront, at most backAskInterval): a
+// long lane costs fewer reads, and by the time the front has moved on, its
+// position, and so its wait, has shrunk.
 func (r *refusal) retry() time.Duration {
+	if r.position >= laneFront && r.pace >= 0 {
+		d := min(time.Duration(float64(maxAskInterval)*float64(r.position)/laneFront), backAskInterval)
+		if r.pace > 0 {
+			// A lane moving fast: ask about half way to the front.
+			eta := float64(r.position-laneFront+1) / r.pace
+			d = min(d, time.Duration(eta/2*float64(time.Second)))
+		}
+		return jittered(max(d, minAskInterval))
+	}
 	if r.kind == waitBudget {
 		// Budgets change as jobs end or windows turn, not by the second.
 		return jittered(maxAskInterval)
 	}
-	n := max(r.waiting, 1)
+	n := min(max(r.waiting, 1), laneFront)
 	base := min(max(time.Duration(n)*time.Second/laneAskRate, minAskInterval), maxAskInterval)
 	d := base/2 + time.Duration(float64(base)*float64(min(r.position, n))/float64(n))
 	return jittered(min(max(d, minAskInterval), maxAskInterval))
@@ -529,6 +590,7 @@ func (a *admission) decide(rec *admissionRecord, j *job, now time.Time) (no *ref
 	if mine != nil {
 		mine.Served = rec.Turn
 		mine.Owed = time.Time{}
+		mine.countAdmission(now)
 		// (An unqueued job standing in for a stalled lane resolves one
 		// of its tickets: the lane's count was too high.)
 		mine.Done++
@@ -553,7 +615,7 @@ func (a *admission) queue(rec *admissionRecord, j *job, key string, now time.Tim
 	}
 	if l != nil && j.Ticket != nil && j.Ticket.Epoch == l.Epoch && j.Ticket.N < l.Next {
 		no.position = j.Ticket.N - min(l.Done, j.Ticket.N)
-		no.waiting = l.waiting()
+		no.waiting, no.pace = l.waiting(), l.pace(now)
 		if l.Until.Sub(now) < laneTTL-laneRefresh {
 			l.Until = now.Add(laneTTL)
 			write = true
@@ -571,7 +633,7 @@ func (a *admission) queue(rec *admissionRecord, j *job, key string, now time.Tim
 			return &no, write
 		}
 		rec.Seq++
-		l = &lane{Epoch: rec.Seq}
+		l = &lane{Epoch: rec.Seq, Born: now}
 		rec.Lanes[key] = l
 		if _, ok := rec.Served[j.Tenant]; !ok {
 			rec.Served[j.Tenant] = 0
@@ -580,7 +642,7 @@ func (a *admission) queue(rec *admissionRecord, j *job, key string, now time.Tim
 	j.Ticket = &ticket{Epoch: l.Epoch, N: l.Next}
 	no.position = l.waiting()
 	l.Next++
-	no.waiting = l.waiting()
+	no.waiting, no.pace = l.waiting(), l.pace(now)
 	l.Until = now.Add(laneTTL)
 	return &no, true
 }

@@ -310,3 +310,40 @@ func TestLimitsInfoWaitReason(t *testing.T) {
 	li.rec.Limits = nil
 	require.Empty(t, li.WaitReason(&JobInfo{ID: "a1", State: "waiting", ModelID: "m/x", Tenant: "A"}))
 }
+
+// How often a waiter asks: about 25 times a second per lane at the front,
+// 0.1-3 s per waiter; past the first 200, by position, at most every 10 s,
+// sooner in a lane that moves fast, and as the front in a lane too young
+// to have a pace.
+func TestAskIntervals(t *testing.T) {
+	t.Parallel()
+	within := func(d, lo, hi time.Duration) {
+		t.Helper()
+		require.GreaterOrEqual(t, d, lo)
+		require.LessOrEqual(t, d, hi)
+	}
+	one := refusal{kind: waitCap, waiting: 1}
+	within(one.retry(), minAskInterval, 2*minAskInterval)
+	front := refusal{kind: waitCap, waiting: 2000, position: 0}
+	within(front.retry(), maxAskInterval/2, maxAskInterval*6/5)
+	edge := refusal{kind: waitCap, waiting: 2000, position: laneFront - 1}
+	within(edge.retry(), maxAskInterval, maxAskInterval*6/5)
+	back := refusal{kind: waitCap, waiting: 2000, position: 400}
+	within(back.retry(), 2*maxAskInterval, 2*maxAskInterval*6/5)
+	far := refusal{kind: waitCap, waiting: 10_000, position: 9_000}
+	within(far.retry(), backAskInterval, backAskInterval*6/5)
+	young := refusal{kind: waitCap, waiting: 2000, position: 1500, pace: -1}
+	within(young.retry(), maxAskInterval/2, maxAskInterval*6/5) // a new lane: all ask as its front
+	fast := refusal{kind: waitCap, waiting: 2000, position: 1500, pace: 100}
+	within(fast.retry(), 6505*time.Millisecond, 7806*time.Millisecond) // (1500-200+1)/100/2 s: half way to the front
+	budget := refusal{kind: waitBudget, waiting: 3}
+	within(budget.retry(), maxAskInterval, maxAskInterval*6/5)
+	// The lane's total: a lane of 2,000 asks a few hundred times a second.
+	var perSecond float64
+	for pos := range 2000 {
+		r := refusal{kind: waitCap, waiting: 2000, position: uint64(pos)} // pace 0: not moving
+		perSecond += 1 / r.retry().Seconds()
+	}
+	within(time.Duration(perSecond), 150, 400)
+	t.Logf("a lane of 2,000 waiters asks about %.0f times a second", perSecond)
+}

@@ -741,3 +741,44 @@ func TestPriorityOrdersATenantsWaitingJobs(t *testing.T) {
 	require.Equal(t, falclient.PriorityNormal, so.prio["normal"])
 	require.Equal(t, falclient.PriorityLow, so.prio["low"])
 }
+
+// A long lane drains although its back asks only every few seconds: 600
+// jobs of one tenant under a cap of 50 all complete, and fast.
+func TestLongLaneDrains(t *testing.T) {
+	t.Parallel()
+	const n = 600
+	b := setup(t, func(o *setupOpts) {
+		o.quiet = true
+		o.cfg = func(c *config.Config) {
+			c.Limits.MaxPending = 50
+			c.Polling.WebhookGrace = 30 * time.Second
+			c.Streams.MaxTriggerBytes = 4096
+		}
+	})
+	for range 3 {
+		b.start(b.newPool(nil))
+	}
+	start := time.Now()
+	var acks []jetstream.PubAckFuture
+	for i := range n {
+		f, err := b.js.PublishAsync("fal.requests.l", fmt.Appendf(nil, `{"id":"long-lane-%04d","model_id":"fal-ai/flux/schnell","tenant":"A","input":{"prompt":"p","_sim":{"latency_ms":50}}}`, i))
+		require.NoError(t, err)
+		acks = append(acks, f)
+	}
+	for _, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		res, ev := b.terminal(fmt.Sprintf("long-lane-%04d", i))
+		require.Nil(t, ev)
+		require.NotNil(t, res)
+	}
+	took := time.Since(start)
+	t.Logf("%d jobs under a cap of 50 in %s (%.0f/s)", n, took.Round(time.Millisecond), n/took.Seconds())
+	require.Less(t, took, 90*time.Second)
+	require.EqualValues(t, n, b.stats().Submits)
+}

@@ -584,21 +584,7 @@ func TestFairnessAcrossReplicas(t *testing.T) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	var acks []jetstream.PubAckFuture
-	for i := range nA {
-		f, err := b.js.PublishAsync("fal.requests.a", fmt.Appendf(nil, `{"id":"a-%04d","model_id":"fal-ai/flux/schnell","tenant":"A","input":{"prompt":"p","_sim":{"latency_ms":100}}}`, i))
-		require.NoError(t, err)
-		acks = append(acks, f)
-	}
-	for _, f := range acks {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			t.Fatal(err)
-		case <-ctx.Done():
-			t.Fatal("publish A")
-		}
-	}
+	b.publishMany(ctx, nA, `{"id":"a-%04d","model_id":"fal-ai/flux/schnell","tenant":"A","input":{"prompt":"p","_sim":{"latency_ms":100}}}`)
 	t.Logf("A's %d triggers published in %s", nA, time.Since(start).Round(time.Millisecond))
 	for i := range nB {
 		b.publish("b", fmt.Sprintf(`{"id":"b-%02d","model_id":"fal-ai/flux/schnell","tenant":"B","input":{"prompt":"p","_sim":{"latency_ms":100}}}`, i))
@@ -759,19 +745,7 @@ func TestLongLaneDrains(t *testing.T) {
 		b.start(b.newPool(nil))
 	}
 	start := time.Now()
-	var acks []jetstream.PubAckFuture
-	for i := range n {
-		f, err := b.js.PublishAsync("fal.requests.l", fmt.Appendf(nil, `{"id":"long-lane-%04d","model_id":"fal-ai/flux/schnell","tenant":"A","input":{"prompt":"p","_sim":{"latency_ms":50}}}`, i))
-		require.NoError(t, err)
-		acks = append(acks, f)
-	}
-	for _, f := range acks {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			t.Fatal(err)
-		}
-	}
+	b.publishMany(t.Context(), n, `{"id":"long-lane-%04d","model_id":"fal-ai/flux/schnell","tenant":"A","input":{"prompt":"p","_sim":{"latency_ms":50}}}`)
 	for i := range n {
 		res, ev := b.terminal(fmt.Sprintf("long-lane-%04d", i))
 		require.Nil(t, ev)
@@ -781,4 +755,25 @@ func TestLongLaneDrains(t *testing.T) {
 	t.Logf("%d jobs under a cap of 50 in %s (%.0f/s)", n, took.Round(time.Millisecond), n/took.Seconds())
 	require.Less(t, took, 90*time.Second)
 	require.EqualValues(t, n, b.stats().Submits)
+}
+
+// publishMany publishes n triggers, format filled with 0…n-1, at once
+// (asynchronously), and waits for the stream's acks.
+func (b *testBundle) publishMany(ctx context.Context, n int, format string) {
+	b.t.Helper()
+	acks := make([]jetstream.PubAckFuture, 0, n)
+	for i := range n {
+		f, err := b.js.PublishAsync("fal.requests.many", fmt.Appendf(nil, format, i))
+		require.NoError(b.t, err)
+		acks = append(acks, f)
+	}
+	for _, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.t.Fatal(err)
+		case <-ctx.Done():
+			b.t.Fatal("publish: ", ctx.Err())
+		}
+	}
 }

@@ -3,7 +3,9 @@ package consumer
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -346,4 +348,26 @@ func TestAskIntervals(t *testing.T) {
 	}
 	within(time.Duration(perSecond), 150, 400)
 	t.Logf("a lane of 2,000 waiters asks about %.0f times a second", perSecond)
+}
+
+// The start-up warning: limits.max_pending admitted jobs that may not fit
+// one NATS message are said so.
+func TestWarnIfRecordTooBig(t *testing.T) {
+	t.Parallel()
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	(&admission{limits: config.Limits{MaxPending: 10_000}}).warnIfTooBig(log, 1<<20)
+	require.Contains(t, buf.String(), "may not fit the admission record")
+	buf.Reset()
+	(&admission{limits: config.Limits{MaxPending: 8_000}}).warnIfTooBig(log, 1<<20)
+	require.Empty(t, buf.String())
+	// And the estimate is not optimistic: 8,000 entries of 31-character
+	// ids, a model and a tenant.
+	s := newAdmissionSim(t, config.Limits{MaxPending: 8_000})
+	for i := range 8_000 {
+		s.arrive(fmt.Sprintf("aaaaaaaaaaaaaaaaaaaaaaaaaa%05d", i), "team-a", "fal-ai/flux/schnell", "")
+	}
+	n, err := jsonSize(s.rec)
+	require.NoError(t, err)
+	require.LessOrEqual(t, n, 8_000*admittedEntryBytes)
 }

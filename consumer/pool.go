@@ -229,6 +229,7 @@ func (p *Pool) Start(ctx context.Context) error {
 	p.store = newJobStore(p.js, kv, p.cfg.Streams.JobsBucket, p.nc.MaxPayload())
 	if p.cfg.Limits.Admission() {
 		p.adm = &admission{kv: kv, jobs: p.store, limits: p.cfg.Limits, spendCfg: p.cfg.Spend, budgets: p.budgets, prices: p.prices, now: p.now, metrics: p.metrics}
+		p.adm.warnIfTooBig(p.log, p.nc.MaxPayload())
 	}
 	if p.pending, err = p.js.Stream(ctx, p.cfg.Streams.Pending); err != nil {
 		return fmt.Errorf("consumer: pending stream %q: %w", p.cfg.Streams.Pending, err)

@@ -94,6 +94,10 @@ const (
 	backAskInterval = 10 * time.Second
 )
 
+// laneNext is how many of the front of the lane that has the next turn ask
+// every minAskInterval while every slot is taken.
+const laneNext = 4
+
 // laneTTL is how long a lane lives without an ask; laneRefresh is how much
 // of it may pass before an ask writes the record to push it on.
 const (
@@ -468,6 +472,8 @@ type refusal struct {
 	// unknown).
 	position, waiting uint64
 	pace              float64
+	// next: only the global cap is full and its lane has the next turn.
+	next bool
 }
 
 // retry is how long the refused job waits before it asks again. A lane as
@@ -480,6 +486,10 @@ type refusal struct {
 // long lane costs fewer reads, and by the time the front has moved on, its
 // position, and so its wait, has shrunk.
 func (r *refusal) retry() time.Duration {
+	if r.next && r.position < laneNext {
+		// The next slot that frees is its lane's: be there.
+		return jittered(minAskInterval)
+	}
 	if r.position >= laneFront && r.pace >= 0 {
 		d := min(time.Duration(float64(maxAskInterval)*float64(r.position)/laneFront), backAskInterval)
 		if r.pace > 0 {
@@ -510,7 +520,18 @@ func (a *admission) decide(rec *admissionRecord, j *job, now time.Time) (no *ref
 	u := a.usage(rec, now)
 	key := laneKey(j.Priority, j.Tenant, j.ModelID)
 	if full := a.full(u, j.ModelID, j.Tenant); full != "" {
-		return a.queue(rec, j, key, now, refusal{reason: full, kind: waitCap})
+		no := refusal{reason: full, kind: waitCap}
+		if u.total >= a.limits.MaxPending && a.overBudget(u, j.ModelID, j.Tenant) == "" {
+			// Only a slot anywhere missing? Then, if its lane would have
+			// the next turn, it asks fast: a slot that frees is its own.
+			u1 := u
+			u1.total = a.limits.MaxPending - 1
+			if a.full(u1, j.ModelID, j.Tenant) == "" {
+				t := a.turn(rec, u1, j, key, now)
+				no.next = t.reason == ""
+			}
+		}
+		return a.queue(rec, j, key, now, no)
 	}
 	if over := a.overBudget(u, j.ModelID, j.Tenant); over != "" {
 		no := refusal{reason: over, kind: waitBudget, budget: true}
@@ -519,73 +540,16 @@ func (a *admission) decide(rec *admissionRecord, j *job, now time.Time) (no *ref
 		}
 		return a.queue(rec, j, key, now, no)
 	}
-	mine := rec.Lanes[key]
-	if mine != nil && !mine.live(now) {
-		mine = nil
-	}
-	eligible := func(k string, l *lane) (prio, tenant, model string, ok bool) {
-		if k == key || !l.live(now) || l.stalled(now) {
-			return "", "", "", false
-		}
-		prio, tenant, model = splitLaneKey(k)
-		ok = a.full(u, model, tenant) == "" && a.overBudget(u, model, tenant) == ""
-		return prio, tenant, model, ok
-	}
-	// Round-robin between tenants: the one admitted longest ago first.
-	winner, winServed := j.Tenant, rec.Served[j.Tenant]
-	for k, l := range rec.Lanes {
-		_, tenant, _, ok := eligible(k, l)
-		if !ok || tenant == j.Tenant {
-			continue
-		}
-		if s := rec.Served[tenant]; s < winServed || s == winServed && tenant < winner {
-			winner, winServed = tenant, s
-		}
-	}
-	if winner != j.Tenant {
+	t := a.turn(rec, u, j, key, now)
+	if t.reason != "" {
 		owed := false
-		for k, l := range rec.Lanes {
-			if _, tenant, _, ok := eligible(k, l); ok && tenant == winner && l.owe(now) {
-				owed = true
-			}
+		for _, l := range t.owe {
+			owed = l.owe(now) || owed
 		}
-		no, write := a.queue(rec, j, key, now, refusal{kind: waitTurn,
-			reason: fmt.Sprintf("its turn: tenant %q was admitted longer ago (round-robin between tenants)", winner)})
+		no, write := a.queue(rec, j, key, now, refusal{kind: waitTurn, reason: t.reason})
 		return no, write || owed
 	}
-	// Within the tenant: priority first, then the model served longest ago.
-	rank := priorityRank(normPriority(j.Priority))
-	var myServed uint64
-	if mine != nil {
-		myServed = mine.Served
-	}
-	for k, l := range rec.Lanes {
-		prio, tenant, model, ok := eligible(k, l)
-		if !ok || tenant != j.Tenant {
-			continue
-		}
-		var reason string
-		switch r := priorityRank(prio); {
-		case r < rank:
-			reason = fmt.Sprintf("its turn: tenant %q's %s-priority jobs go first", j.Tenant, prio)
-		case r == rank && (l.Served < myServed || l.Served == myServed && model < j.ModelID):
-			reason = fmt.Sprintf("its turn: tenant %q's jobs of %s go first (round-robin between a tenant's models)", j.Tenant, model)
-		default:
-			continue
-		}
-		owed := l.owe(now)
-		no, write := a.queue(rec, j, key, now, refusal{kind: waitTurn, reason: reason})
-		return no, write || owed
-	}
-	registered := mine != nil && j.Ticket != nil && j.Ticket.Epoch == mine.Epoch && j.Ticket.N < mine.Next
-	if mine != nil && !registered && !mine.stalled(now) {
-		// New in a lane with waiters: behind them.
-		owed := mine.owe(now)
-		no, write := a.queue(rec, j, key, now, refusal{kind: waitTurn,
-			reason: fmt.Sprintf("its turn: %d earlier jobs of its tenant, model and priority wait", mine.waiting())})
-		return no, write || owed
-	}
-	// Second precision: 10 bytes less per entry, and still RFC 3339.
+	mine := t.mine
 	rec.Jobs[j.ID] = admitted{Model: j.ModelID, Tenant: j.Tenant, At: now.Truncate(time.Second)}
 	rec.Turn++
 	rec.Served[j.Tenant] = rec.Turn
@@ -603,6 +567,93 @@ func (a *admission) decide(rec *admissionRecord, j *job, now time.Time) (no *ref
 	j.Ticket = nil
 	rec.prune(now)
 	return nil, true
+}
+
+// turnResult says whose turn it is for job j: reason is "" when it is j's,
+// else which lane's; owe are the lanes whose turn it is.
+type turnResult struct {
+	reason string
+	owe    []*lane
+	mine   *lane // j's lane, when live
+}
+
+// turn decides whether j (whose caps and budgets have room under u) has the
+// turn, changing nothing. Each lane that goes before j (of a tenant
+// admitted longer ago; of j's tenant, a higher priority or a model served
+// longer ago; j's own lane's waiters, when j is new in it) keeps one free
+// slot for itself: j is admitted when more slots are free than lanes go
+// before it. With one free slot that is strict round-robin; with more, free
+// slots are not left idle waiting for one lane's ask.
+func (a *admission) turn(rec *admissionRecord, u usage, j *job, key string, now time.Time) turnResult {
+	var res turnResult
+	mine := rec.Lanes[key]
+	if mine != nil && !mine.live(now) {
+		mine = nil
+	}
+	res.mine = mine
+	myServed := rec.Served[j.Tenant]
+	var myLaneServed uint64
+	if mine != nil {
+		myLaneServed = mine.Served
+	}
+	rank := priorityRank(normPriority(j.Priority))
+	ahead := 0
+	tenantsAhead := map[string]bool{}
+	first, firstServed := "", uint64(0) // the tenant ahead admitted longest ago
+	laneReason := ""
+	for k, l := range rec.Lanes {
+		if k == key || !l.live(now) || l.stalled(now) {
+			continue
+		}
+		prio, tenant, model := splitLaneKey(k)
+		if a.full(u, model, tenant) != "" || a.overBudget(u, model, tenant) != "" {
+			continue // cannot use a slot now: holds no turn
+		}
+		if tenant != j.Tenant {
+			// Round-robin between tenants: the one admitted longest ago first.
+			if s := rec.Served[tenant]; s < myServed || s == myServed && tenant < j.Tenant {
+				if !tenantsAhead[tenant] {
+					tenantsAhead[tenant] = true
+					ahead++
+					if first == "" || s < firstServed || s == firstServed && tenant < first {
+						first, firstServed = tenant, s
+					}
+				}
+				res.owe = append(res.owe, l)
+			}
+			continue
+		}
+		// Within the tenant: priority first, then the model served longest ago.
+		switch r := priorityRank(prio); {
+		case r < rank:
+			laneReason = fmt.Sprintf("its turn: tenant %q's %s-priority jobs go first", j.Tenant, prio)
+		case r == rank && (l.Served < myLaneServed || l.Served == myLaneServed && model < j.ModelID):
+			if laneReason == "" {
+				laneReason = fmt.Sprintf("its turn: tenant %q's jobs of %s go first (round-robin between a tenant's models)", j.Tenant, model)
+			}
+		default:
+			continue
+		}
+		ahead++
+		res.owe = append(res.owe, l)
+	}
+	registered := mine != nil && j.Ticket != nil && j.Ticket.Epoch == mine.Epoch && j.Ticket.N < mine.Next
+	if mine != nil && !registered && !mine.stalled(now) {
+		// New in a lane with waiters: behind them.
+		ahead++
+		res.owe = append(res.owe, mine)
+		if laneReason == "" {
+			laneReason = fmt.Sprintf("its turn: %d earlier jobs of its tenant, model and priority wait", mine.waiting())
+		}
+	}
+	if room := a.limits.MaxPending - u.total; room > ahead {
+		return turnResult{mine: mine}
+	}
+	res.reason = laneReason
+	if first != "" {
+		res.reason = fmt.Sprintf("its turn: tenant %q was admitted longer ago (round-robin between tenants)", first)
+	}
+	return res
 }
 
 // queue refuses j with no, queueing it in its lane: a job without a ticket

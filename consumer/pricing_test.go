@@ -62,7 +62,7 @@ func TestPricesFromPlatform(t *testing.T) {
 	b.start(p)
 	models := []string{"fal-ai/flux/schnell", "fal-ai/flux/dev", "fal-ai/fast-sdxl", "fal-ai/flux-pro/v1.1"}
 	for i, m := range models {
-		b.publish("p", fmt.Sprintf(`{"id":"price-%d","model_id":%q,"input":{"prompt":"p","num_images":2,"_sim":{"latency_ms":800}}}`, i, m))
+		b.publish("p", fmt.Sprintf(`{"id":"price-%d","model_id":%q,"input":{"prompt":"p","num_images":2,"_sim":{"latency_ms":2000}}}`, i, m))
 	}
 	want := []*publisher.Cost{
 		{Amount: 0.006, Currency: "USD", Unit: "image", Quantity: 2, Estimated: true},

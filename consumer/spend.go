@@ -243,7 +243,7 @@ func configUnit(falUnit string) (string, bool) {
 
 // pricesFetchPause is the least time between two fetches started by newly
 // wanted models.
-const pricesFetchPause = 10 * time.Second
+const pricesFetchPause = time.Second
 
 // startPricing loads prices from fal's Platform API, when configured, at
 // once and then every spend.prices_refresh (and soon after a model without

@@ -371,3 +371,32 @@ func TestWarnIfRecordTooBig(t *testing.T) {
 	require.NoError(t, err)
 	require.LessOrEqual(t, n, 8_000*admittedEntryBytes)
 }
+
+// With several slots free, a lane that goes first keeps one, not all:
+// A (served last) takes the free slots but one while B, whose turn it is,
+// has not asked yet; with one slot left, B's turn holds.
+func TestLanesAheadKeepOneSlotEach(t *testing.T) {
+	t.Parallel()
+	s := newAdmissionSim(t, config.Limits{MaxPending: 4})
+	for i := range 4 {
+		s.arrive(fmt.Sprintf("a%d", i), "A", "m/x", "")
+	}
+	for i := range 6 {
+		s.arrive(fmt.Sprintf("w%d", i), "A", "m/x", "") // A's waiters
+	}
+	s.arrive("b0", "B", "m/x", "") // B waits, and has the turn (never served)
+	for i := range 3 {
+		delete(s.rec.Jobs, fmt.Sprintf("a%d", i)) // three slots free
+	}
+	admitted := 0
+	for _, j := range s.waiting[:6] {
+		if mustDecide(t, s, j) == nil {
+			admitted++
+		}
+	}
+	require.Equal(t, 2, admitted, "A takes two of the three free slots; one stays B's")
+	no := mustDecide(t, s, s.waiting[5])
+	require.NotNil(t, no)
+	require.Contains(t, no.reason, `tenant "B"`)
+	require.Nil(t, mustDecide(t, s, s.waiting[6]), "B takes its slot")
+}

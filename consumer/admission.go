@@ -47,10 +47,10 @@ import (
 // 2,010); within it, the highest priority (high, normal, low); within that,
 // the model served longest ago; within a lane, any of its waiters, which ask
 // more often the earlier their ticket (so roughly in arrival order). A job
-// arriving while its lane has waiters queues behind them. Every waiter
-// decides for itself from the record whether it is its turn: no leader, no
-// list of ids, and a slot is granted to the lane whose turn it is and to no
-// other.
+// arriving while its lane has waiters queues behind them. With several
+// slots free, each lane that goes before a job keeps one of them and the job
+// may take another (see turn). Every waiter decides for itself from the
+// record whether it is its turn: no leader, no list of ids.
 //
 // A lane lives while its waiters ask: each ask that finds less than
 // laneTTL-laneRefresh left pushes its life on (one write per lane per few

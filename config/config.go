@@ -74,6 +74,8 @@ const (
 	// give, and has not said which is authoritative (fal-protocol §11.5).
 	JWKSURLDefault      = "https://rest.fal.ai/.well-known/jwks.json"
 	JWKSURLAlphaDefault = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+	// PlatformURLDefault is fal.platform_url.
+	PlatformURLDefault = "https://api.fal.ai/v1"
 	// RequestTimeoutDefault is fal.request_timeout.
 	RequestTimeoutDefault = 60 * time.Second
 	// MaxAttemptsDefault is fal.max_attempts.
@@ -372,6 +374,10 @@ type Fal struct {
 	// verification fails closed only when none answers. Defaults to
 	// [JWKSURLDefault] and [JWKSURLAlphaDefault].
 	JWKSURLs []string `koanf:"jwks_url"`
+	// PlatformURL is the base URL of fal's Platform API (model pricing,
+	// with spend.prices_source platform). Defaults to
+	// [PlatformURLDefault] ("https://api.fal.ai/v1").
+	PlatformURL string `koanf:"platform_url"`
 	// RequestTimeout bounds one HTTP attempt. Defaults to
 	// [RequestTimeoutDefault] (60s).
 	RequestTimeout time.Duration `koanf:"request_timeout"`
@@ -637,6 +643,7 @@ func Default() Config {
 			QueueURL:       QueueURLDefault,
 			RunURL:         RunURLDefault,
 			JWKSURLs:       []string{JWKSURLDefault, JWKSURLAlphaDefault},
+			PlatformURL:    PlatformURLDefault,
 			RequestTimeout: RequestTimeoutDefault,
 			MaxAttempts:    MaxAttemptsDefault,
 			RetryInitial:   RetryInitialDefault,
@@ -678,7 +685,7 @@ func Default() Config {
 		},
 		Shutdown: Shutdown{GracePeriod: GracePeriodDefault},
 		Log:      Log{Level: LogLevelDefault, Format: LogFormatDefault},
-		Spend:    Spend{Currency: "USD", BudgetPolicy: BudgetWait},
+		Spend:    Spend{Currency: "USD", BudgetPolicy: BudgetWait, PricesSource: PricesFromConfig, PricesRefresh: PricesRefreshDefault},
 	}
 }
 

@@ -106,9 +106,9 @@ func TestKeysAndEnvNames(t *testing.T) {
 	t.Parallel()
 
 	keys := Keys()
-	require.Len(t, keys, 81)
+	require.Len(t, keys, 84)
 	require.Equal(t, "nats.url", keys[0])
-	require.Equal(t, "spend.budget_policy", keys[len(keys)-1])
+	require.Equal(t, "spend.prices_refresh", keys[len(keys)-1])
 	seen := map[string]bool{}
 	for _, k := range keys {
 		env := EnvName(k)

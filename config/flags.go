@@ -49,6 +49,7 @@ var help = map[string]string{
 	"fal.queue_url":       "base URL of fal's queue API",
 	"fal.run_url":         "base URL of fal's synchronous run API",
 	"fal.jwks_url":        "URLs of fal's webhook signing keys (JWKS), comma-separated; a key of any set verifies",
+	"fal.platform_url":    "base URL of fal's Platform API (model pricing)",
 	"fal.request_timeout": "timeout of one HTTP attempt to fal",
 	"fal.max_attempts":    "attempts per fal call, the first included",
 	"fal.retry_initial":   "first retry backoff",
@@ -96,11 +97,13 @@ var help = map[string]string{
 
 	"log.level": "log level: debug, info, warn or error",
 
-	"spend.currency":      "currency of prices, budgets and costs",
-	"spend.prices":        "price table: model=amount/unit (image, megapixel, second, request), comma-separated",
-	"spend.budgets":       "budgets: scope=amount/window (global, model:<id>, tenant:<t>; hour, day), comma-separated",
-	"spend.budget_policy": "a job over a budget: wait (for the next window) or fail (budget_exceeded)",
-	"log.format":          "log format: json or text",
+	"spend.currency":       "currency of prices, budgets and costs",
+	"spend.prices":         "price table: model=amount/unit (image, megapixel, second, request), comma-separated",
+	"spend.budgets":        "budgets: scope=amount/window (global, model:<id>, tenant:<t>; hour, day), comma-separated",
+	"spend.budget_policy":  "a job over a budget: wait (for the next window) or fail (budget_exceeded)",
+	"spend.prices_source":  "where prices come from: config (spend.prices only) or platform (fal's Platform API, spend.prices overriding)",
+	"spend.prices_refresh": "how often prices are reloaded from fal's Platform API (spend.prices_source platform)",
+	"log.format":           "log format: json or text",
 }
 
 // RegisterFlags adds one flag per key to fs, named by the dotted key

@@ -30,6 +30,35 @@ type Spend struct {
 	// next window, as at a cap) or "fail" (error budget_exceeded). Defaults
 	// to "wait".
 	BudgetPolicy string `koanf:"budget_policy"`
+	// PricesSource is where prices come from: "config" (Prices only) or
+	// "platform" (fal's Platform API at fal.platform_url, loaded at start
+	// and every PricesRefresh; an entry of Prices overrides fal's price of
+	// its model). Defaults to [PricesFromConfig].
+	PricesSource string `koanf:"prices_source"`
+	// PricesRefresh is how often the Platform API's prices are reloaded.
+	// Defaults to [PricesRefreshDefault] (1h).
+	PricesRefresh time.Duration `koanf:"prices_refresh"`
+}
+
+// Sources of prices (spend.prices_source).
+const (
+	PricesFromConfig   = "config"
+	PricesFromPlatform = "platform"
+)
+
+// PricesRefreshDefault is spend.prices_refresh.
+const PricesRefreshDefault = time.Hour
+
+// validateSource checks spend.prices_source and spend.prices_refresh.
+func (s Spend) validateSource(v *validator) {
+	switch s.PricesSource {
+	case PricesFromConfig, PricesFromPlatform:
+	default:
+		v.add("spend.prices_source", "must be %q or %q (got %q)", PricesFromConfig, PricesFromPlatform, s.PricesSource)
+	}
+	if s.PricesRefresh < time.Minute {
+		v.add("spend.prices_refresh", "must be ≥ 1m (got %s)", formatDuration(s.PricesRefresh))
+	}
 }
 
 // Budget policies.

@@ -34,3 +34,20 @@ func TestSpendParsing(t *testing.T) {
 	_, err = Spend{Prices: []string{"m=1/image", "m=2/image"}}.PriceTable()
 	require.ErrorContains(t, err, "priced twice")
 }
+
+func TestPricesSourceValidation(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	require.Equal(t, PricesFromConfig, c.Spend.PricesSource)
+	require.Equal(t, time.Hour, c.Spend.PricesRefresh)
+	require.Equal(t, "https://api.fal.ai/v1", c.Fal.PlatformURL)
+	c.Spend.PricesSource = PricesFromPlatform
+	require.NoError(t, c.Validate())
+	c.Spend.PricesSource = "fal"
+	c.Spend.PricesRefresh = time.Second
+	c.Fal.PlatformURL = "ftp://x"
+	err := c.Validate()
+	require.ErrorContains(t, err, "spend.prices_source")
+	require.ErrorContains(t, err, "spend.prices_refresh")
+	require.ErrorContains(t, err, "fal.platform_url")
+}

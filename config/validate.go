@@ -121,6 +121,7 @@ func (c *Config) Validate() error {
 	for _, u := range f.JWKSURLs {
 		v.httpURL("fal.jwks_url", u, true)
 	}
+	v.httpURL("fal.platform_url", f.PlatformURL, true)
 	v.positive("fal.request_timeout", f.RequestTimeout)
 	if f.MaxAttempts < 1 {
 		v.add("fal.max_attempts", "must be ≥ 1 (got %d)", f.MaxAttempts)
@@ -206,6 +207,7 @@ func (c *Config) Validate() error {
 	default:
 		v.add("spend.budget_policy", "must be %q or %q (got %q)", BudgetWait, BudgetFail, c.Spend.BudgetPolicy)
 	}
+	c.Spend.validateSource(v)
 	if strings.TrimSpace(c.Spend.Currency) == "" {
 		v.add("spend.currency", "must not be empty")
 	}

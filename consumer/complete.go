@@ -84,7 +84,7 @@ func (p *Pool) finish(_ context.Context, j *job, rev uint64, res *publisher.Resu
 	if !published || res == nil {
 		cost = 0 // another path ended it, or no result to pay for
 	}
-	p.releaseSlotSpent(j.ID, cost)
+	p.releaseJob(j, cost)
 	if published {
 		p.log.Debug("job done", "trigger_id", j.ID, "request_id", j.RequestID, "model_id", j.ModelID, "outcome", outcome, "via", via)
 	}

@@ -33,3 +33,22 @@ func JobsPending(p *Pool) int64 { return p.pendingJobs.Load() }
 
 // WebhookBodiesInFlight is the number of webhook bodies being read.
 func WebhookBodiesInFlight(p *Pool) int { return len(p.webhookBodies) }
+
+// AdmissionOps counts this pool's reads, writes and write conflicts of the
+// admission record, and the jobs it admitted.
+func AdmissionOps(p *Pool) (gets, writes, conflicts int64) {
+	if p.adm == nil {
+		return 0, 0, 0
+	}
+	return p.adm.ops.gets.Load(), p.adm.ops.writes.Load(), p.adm.ops.conflicts.Load()
+}
+
+// AdmissionCounts is AdmissionOps plus the batches of changes and the
+// changes they carried.
+func AdmissionCounts(p *Pool) (gets, writes, conflicts, batches, changes int64) {
+	if p.adm == nil {
+		return
+	}
+	o := &p.adm.ops
+	return o.gets.Load(), o.writes.Load(), o.conflicts.Load(), o.batches.Load(), o.changes.Load()
+}

@@ -122,7 +122,7 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) verdict {
 		Deadline:      d.receivedAt.Add(timeout),
 	}
 	if p.adm != nil {
-		no, err := p.adm.admit(ctx, id, t.ModelID, t.Tenant)
+		no, err := p.adm.admit(ctx, j, t.Priority, 0)
 		if err != nil {
 			p.log.Warn("admission failed; will retry", "trigger_id", id, "err", err)
 			return nakAfter(natsDelays.after(int(d.delivered), 0))
@@ -170,7 +170,7 @@ func (p *Pool) wait(ctx context.Context, d *delivery, t *publisher.Trigger, j *j
 	if j.Parked && !j.Truncated {
 		// The timer first, then the ack: a crash in between redelivers
 		// the trigger, which finds the job waiting.
-		if err := p.arm(ctx, j.ID, p.now().Add(jittered(admissionRetry))); err == nil {
+		if err := p.arm(ctx, j.ID, p.now().Add(no.retry())); err == nil {
 			return ack()
 		}
 		next := *j
@@ -179,7 +179,7 @@ func (p *Pool) wait(ctx context.Context, d *delivery, t *publisher.Trigger, j *j
 			return nakAfter(natsDelays.after(int(d.delivered), 0))
 		}
 	}
-	return nakAfter(jittered(admissionRetry))
+	return nakAfter(no.retry())
 }
 
 // budgetFailure is the error of a job refused by a budget under the fail
@@ -218,7 +218,7 @@ func (p *Pool) admitWaiting(ctx context.Context, d *delivery, t *publisher.Trigg
 		return p.finishIntake(ctx, d, j, rev, nil, &f)
 	}
 	if p.adm != nil {
-		no, err := p.adm.admit(ctx, j.ID, j.ModelID, j.Tenant)
+		no, err := p.adm.admit(ctx, j, j.Priority, rev)
 		if err != nil {
 			p.log.Warn("admission failed; will retry", "trigger_id", j.ID, "err", err)
 			return nakAfter(natsDelays.after(int(d.delivered), 0))
@@ -227,7 +227,7 @@ func (p *Pool) admitWaiting(ctx context.Context, d *delivery, t *publisher.Trigg
 			return p.finishIntake(ctx, d, j, rev, nil, budgetFailure(no))
 		}
 		if no != nil {
-			return nakAfter(jittered(admissionRetry))
+			return nakAfter(no.retry())
 		}
 	}
 	j.State = stateClaimed
@@ -392,7 +392,7 @@ func (p *Pool) submitQueue(ctx context.Context, d *delivery, t *publisher.Trigge
 	// before any back-off (submitFailed), so that a crash while waiting
 	// is not taken for a crash after fal accepted it.
 	opts := falclient.SubmitOptions{
-		Priority:         falclient.Priority(t.Priority),
+		Priority:         falPriority(t.Priority),
 		StartTimeout:     time.Duration(t.StartTimeout),
 		ObjectExpiration: time.Duration(t.MediaExpiresIn),
 		MaxAttempts:      1,

@@ -88,6 +88,11 @@ type job struct {
 	// trigger acked: its timer, not the trigger message, drives its
 	// admission and submit (from Trigger, which is then never cut).
 	Parked bool `json:"parked,omitempty"`
+	// Priority is the trigger's priority (admission order within a
+	// tenant) and Ticket the waiting job's place in its lane of the
+	// admission record (admission.go); both only under caps.
+	Priority string  `json:"priority,omitempty"`
+	Ticket   *ticket `json:"ticket,omitempty"`
 	// RetryReason says why the last submit was refused (state retry).
 	RetryReason string    `json:"retry_reason,omitempty"`
 	ReceivedAt  time.Time `json:"received_at"`

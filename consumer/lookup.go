@@ -16,9 +16,13 @@ var ErrJobNotFound = errors.New("consumer: no job with this id")
 // `falbridge status`.
 type JobInfo struct {
 	ID string `json:"id"`
-	// State is "claimed", "retry", "submitted" or "done".
-	State     string `json:"state"`
-	ModelID   string `json:"model_id"`
+	// State is "waiting" (for a slot under the caps on pending jobs),
+	// "claimed", "retry", "submitted" or "done".
+	State   string `json:"state"`
+	ModelID string `json:"model_id"`
+	// Tenant and Priority are the trigger's.
+	Tenant    string `json:"tenant,omitempty"`
+	Priority  string `json:"priority,omitempty"`
 	Mode      string `json:"mode"`
 	RequestID string `json:"request_id,omitempty"`
 	// Outcome is "result" or the error code, once State is "done".
@@ -50,7 +54,7 @@ func LookupJob(ctx context.Context, js jetstream.JetStream, bucket, id string) (
 		return nil, err
 	}
 	return &JobInfo{
-		ID: j.ID, State: string(j.State), ModelID: j.ModelID, Mode: string(j.Mode),
+		ID: j.ID, State: string(j.State), ModelID: j.ModelID, Tenant: j.Tenant, Priority: j.Priority, Mode: string(j.Mode),
 		RequestID: j.RequestID, Outcome: j.Outcome, Attempts: j.Attempts, Webhook: j.Webhook,
 		RetryReason: j.RetryReason,
 		ReceivedAt:  j.ReceivedAt, SubmittedAt: j.SubmittedAt, CompletedAt: j.CompletedAt,

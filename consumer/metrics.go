@@ -33,6 +33,8 @@ type Metrics struct {
 	models            modelLabels
 	spend             *prometheus.CounterVec
 	tenants           tenantLabels
+	admitted          prometheus.Counter
+	waiting           *waitingCollector
 }
 
 // maxModelLabels caps the distinct values of the model label: model ids come
@@ -148,10 +150,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		webhookToPublish: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "falbridge_webhook_to_publish_seconds",
 			Help: "Webhook received to terminal event published.", Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}),
 		pendingGaugeState: &pendingGauge{},
+		admitted: prometheus.NewCounter(prometheus.CounterOpts{Name: "falbridge_admitted_total",
+			Help: "Jobs admitted under the caps on pending jobs (limits.max_pending) by this replica."}),
 	}
+	m.waiting = &waitingCollector{m: m, desc: prometheus.NewDesc("falbridge_waiting",
+		"Jobs waiting for a slot under the caps on pending jobs or a budget, by model and tenant, as the admission record this replica read last holds them (the same on every replica: aggregate with max).",
+		[]string{"model", "tenant"}, nil)}
 	for _, c := range []prometheus.Collector{m.triggersReceived, m.triggersRejected, m.submits, m.falRequests, m.falRetries,
 		m.webhooks, m.polls, m.eventsPublished, m.completions, m.ambiguousSubmits, m.falQueueSeconds, m.falRunSeconds,
-		m.endToEndSeconds, m.webhookToPublish, m.spend} {
+		m.endToEndSeconds, m.webhookToPublish, m.spend, m.admitted, m.waiting} {
 		f(c)
 	}
 	// Fixed label values start at zero, so dashboards see every series.
@@ -266,5 +273,54 @@ func (m *Metrics) queueTime(model string, d time.Duration) {
 func (m *Metrics) webhookPublished(d time.Duration) {
 	if m != nil {
 		m.webhookToPublish.Observe(d.Seconds())
+	}
+}
+
+// admittedJob counts a job admitted under the caps.
+func (m *Metrics) admittedJob() {
+	if m != nil {
+		m.admitted.Inc()
+	}
+}
+
+// observeAdmission takes the waiting counts of an admission record just read
+// or written, for falbridge_waiting.
+func (m *Metrics) observeAdmission(rec *admissionRecord, now time.Time) {
+	if m == nil {
+		return
+	}
+	counts := map[[2]string]float64{}
+	for k, l := range rec.Lanes {
+		if !l.live(now) {
+			continue
+		}
+		_, tenant, model := splitLaneKey(k)
+		counts[[2]string{m.models.label(model, false), m.tenants.label(tenant)}] += float64(l.waiting())
+	}
+	m.waiting.mu.Lock()
+	m.waiting.counts = counts
+	m.waiting.mu.Unlock()
+}
+
+// waitingCollector serves falbridge_waiting from the last snapshot, so that
+// a model or tenant that stops waiting leaves no stale series behind. Its
+// label values go through the same caps as every model and tenant label:
+// at most maxModelLabels models (an invalid id "invalid", one not seen
+// accepted by fal on this replica or past the cap "other") and at most
+// maxModelLabels tenants (the rest "other").
+type waitingCollector struct {
+	m      *Metrics
+	desc   *prometheus.Desc
+	mu     sync.Mutex
+	counts map[[2]string]float64
+}
+
+func (c *waitingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *waitingCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, v := range c.counts {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, k[0], k[1])
 	}
 }

@@ -109,9 +109,12 @@ type Pool struct {
 	// adm applies the cross-replica caps on pending jobs; nil when they
 	// are off (limits.max_pending 0).
 	adm *admission
-	// prices is spend.prices, parsed.
-	prices  map[string]config.Price
-	budgets []config.Budget
+	// prices is spend.prices, parsed, over the Platform API's prices
+	// (from priceSource; pricesLogged: the unusable ones logged).
+	prices       *priceTable
+	priceSource  PriceSource
+	pricesLogged sync.Map
+	budgets      []config.Budget
 	// slotWait and slotRetry are modelSlotWait and modelSlotRetry (tests
 	// shorten them).
 	slotWait, slotRetry time.Duration
@@ -193,9 +196,12 @@ func New(nc *nats.Conn, fal Fal, cfg config.Config, opts ...Option) (*Pool, erro
 	p.webhookBase = cfg.Webhook.URL()
 	p.emit = &emitter{js: js, nc: nc, subjects: p.subjects, pattern: terminalPattern(p.subjects), log: p.log}
 	p.limiter = newModelLimiter(cfg.Limits.MaxInFlightPerModel, cfg.Limits.ModelLimits)
-	if p.prices, err = cfg.Spend.PriceTable(); err != nil {
+	configured, err := cfg.Spend.PriceTable()
+	if err != nil {
 		return nil, fmt.Errorf("consumer: spend.prices: %w", err)
 	}
+	p.prices = newPriceTable(configured)
+	p.prices.platform = cfg.Spend.PricesSource == config.PricesFromPlatform && p.priceSource != nil
 	if p.budgets, err = cfg.Spend.BudgetList(); err != nil {
 		return nil, fmt.Errorf("consumer: spend.budgets: %w", err)
 	}
@@ -225,7 +231,8 @@ func (p *Pool) Start(ctx context.Context) error {
 	}
 	p.store = newJobStore(p.js, kv, p.cfg.Streams.JobsBucket, p.nc.MaxPayload())
 	if p.cfg.Limits.Admission() {
-		p.adm = &admission{kv: kv, limits: p.cfg.Limits, budgets: p.budgets, prices: p.prices, now: p.now}
+		p.adm = &admission{kv: kv, jobs: p.store, limits: p.cfg.Limits, spendCfg: p.cfg.Spend, budgets: p.budgets, prices: p.prices, now: p.now, metrics: p.metrics}
+		p.adm.warnIfTooBig(p.log, p.nc.MaxPayload())
 	}
 	if p.pending, err = p.js.Stream(ctx, p.cfg.Streams.Pending); err != nil {
 		return fmt.Errorf("consumer: pending stream %q: %w", p.cfg.Streams.Pending, err)
@@ -250,6 +257,7 @@ func (p *Pool) Start(ctx context.Context) error {
 	p.quit = p.quitCtx.Done()
 	p.workers.Add(1)
 	go p.sweepLoop()
+	p.startPricing()
 	for range p.cfg.Limits.Workers {
 		p.workers.Add(2)
 		go p.loop(p.work, p.handleTrigger)

@@ -120,6 +120,7 @@ type options struct {
 	queueURL        string
 	runURL          string
 	jwksURLs        []string
+	platformURL     string
 	httpClient      *http.Client
 	maxConnsPerHost int
 	retry           RetryPolicy
@@ -354,6 +355,7 @@ type Client struct {
 	queueURL   string
 	runURL     string
 	jwksURLs   []string
+	platform   string
 	hc         *http.Client
 	retry      RetryPolicy
 	reqTimeout time.Duration
@@ -374,7 +376,7 @@ type Client struct {
 // New returns a client. Defaults: the key from [KeyFromEnv] (when
 // [WithKey] is not given; an empty environment means no Authorization header,
 // which fal answers with 401), fal's real hosts ([QueueURLDefault],
-// [RunURLDefault], [JWKSURLDefault]), [DefaultRetryPolicy], a 60s
+// [RunURLDefault], [JWKSURLDefault], [PlatformURLDefault]), [DefaultRetryPolicy], a 60s
 // per-attempt timeout, 64 connections per host, a 64 MiB response cap,
 // no logging, time.Now. Errors wrap [ErrInvalidOption] and name the option.
 func New(opts ...Option) (*Client, error) {
@@ -382,6 +384,7 @@ func New(opts ...Option) (*Client, error) {
 		queueURL:        QueueURLDefault,
 		runURL:          RunURLDefault,
 		jwksURLs:        []string{JWKSURLDefault, JWKSURLAlphaDefault},
+		platformURL:     PlatformURLDefault,
 		maxConnsPerHost: MaxConnsPerHostDefault,
 		retry:           DefaultRetryPolicy(),
 		requestTimeout:  RequestTimeoutDefault,
@@ -416,6 +419,7 @@ func New(opts ...Option) (*Client, error) {
 		queueURL:   strings.TrimRight(o.queueURL, "/"),
 		runURL:     strings.TrimRight(o.runURL, "/"),
 		jwksURLs:   o.jwksURLs,
+		platform:   strings.TrimRight(o.platformURL, "/"),
 		hc:         hc,
 		retry:      o.retry,
 		reqTimeout: o.requestTimeout,

@@ -772,3 +772,27 @@ func TestObserverSeesEveryAttempt(t *testing.T) {
 		require.Equal(t, 429, a.StatusCode)
 	}
 }
+
+// Pricing against the simulator's Platform API: every catalog model asked
+// for has a price, an unknown endpoint is left out.
+func TestSimPricing(t *testing.T) {
+	t.Parallel()
+	sim := falsim.NewTestServer(t, falsim.Config{})
+	c, err := falclient.New(falclient.WithKey(testKey), falclient.WithPlatformURL(sim.PlatformURL), falclient.WithRetry(fastRetry))
+	require.NoError(t, err)
+	ids := []string{"fal-ai/flux/schnell", "fal-ai/flux/dev", "fal-ai/no-such-model"}
+	prices, err := c.Pricing(context.Background(), ids...)
+	require.NoError(t, err)
+	got := map[string]falclient.Price{}
+	for _, p := range prices {
+		got[p.EndpointID] = p
+	}
+	require.Len(t, got, 2, "%+v", prices)
+	for _, id := range ids[:2] {
+		p, ok := got[id]
+		require.True(t, ok, id)
+		require.Positive(t, p.UnitPrice, id)
+		require.NotEmpty(t, p.Unit, id)
+		require.Equal(t, "USD", p.Currency, id)
+	}
+}

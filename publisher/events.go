@@ -24,9 +24,12 @@ const (
 	ModeStream Mode = "stream"
 )
 
-// Priorities of a trigger (fal's queue priority). The empty priority means
-// [PriorityNormal].
+// Priorities of a trigger. The empty priority means [PriorityNormal]. They
+// order admission among one tenant's jobs waiting under the bridge's caps
+// (high first, low last); [PriorityLow] also asks fal for its low queue
+// priority, the others submit at fal's normal priority.
 const (
+	PriorityHigh   = "high"
 	PriorityNormal = "normal"
 	PriorityLow    = "low"
 )
@@ -98,7 +101,8 @@ type Trigger struct {
 	ResultSubject string `json:"result_subject,omitempty"`
 	// Metadata is any JSON, echoed back on the result and error events.
 	Metadata json.RawMessage `json:"metadata,omitempty"`
-	// Priority is [PriorityNormal] or [PriorityLow]; "" means normal.
+	// Priority is [PriorityHigh], [PriorityNormal] or [PriorityLow]; ""
+	// means normal.
 	Priority string `json:"priority,omitempty"`
 	// Timeout bounds the whole job; 0 means the consumer's default.
 	Timeout Duration `json:"timeout,omitempty"`

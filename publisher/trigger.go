@@ -48,7 +48,7 @@ var reservedKeys = map[string]bool{
 // [ErrInvalidTrigger]): the body is a UTF-8 JSON object; model_id (or model)
 // is a non-empty string (its syntax is checked later, by the consumer); id,
 // when present, satisfies [ValidID]; mode is queue, sync or stream; priority
-// is normal or low; timeout is a duration ≥ 0 (see [Duration]); progress
+// is high, normal or low; timeout is a duration ≥ 0 (see [Duration]); progress
 // is a boolean; tenant satisfies [ValidID] and has at most [MaxTenantLen]
 // characters;
 // result_subject is a NATS subject without wildcards; metadata is any JSON;
@@ -143,9 +143,9 @@ func DecodeTrigger(body []byte) (*Trigger, error) {
 			return nil, err
 		}
 		switch t.Priority {
-		case "", PriorityNormal, PriorityLow:
+		case "", PriorityHigh, PriorityNormal, PriorityLow:
 		default:
-			return nil, triggerErr("priority", fmt.Sprintf("must be normal or low (got %q)", t.Priority))
+			return nil, triggerErr("priority", fmt.Sprintf("must be high, normal or low (got %q)", t.Priority))
 		}
 	}
 

@@ -183,7 +183,7 @@ func TestDecodeTriggerErrors(t *testing.T) {
 		{"id number", `{"model_id":"m","id":7}`, "id"},
 		{"mode unknown", `{"model_id":"m","mode":"batch"}`, "mode"},
 		{"mode not a string", `{"model_id":"m","mode":1}`, "mode"},
-		{"priority unknown", `{"model_id":"m","priority":"high"}`, "priority"},
+		{"priority unknown", `{"model_id":"m","priority":"urgent"}`, "priority"},
 		{"timeout negative seconds", `{"model_id":"m","timeout":-5}`, "timeout"},
 		{"timeout negative string", `{"model_id":"m","timeout":"-1s"}`, "timeout"},
 		{"timeout garbage", `{"model_id":"m","timeout":"soon"}`, "timeout"},

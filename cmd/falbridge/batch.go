@@ -62,7 +62,7 @@ type batch struct {
 // singleFlags are the publish flags that describe one trigger; a batch
 // line is a whole trigger, so they do not mix with --batch.
 var singleFlags = []string{"model", "input", "prompt", "image-size", "num-images", "image", "id",
-	"metadata", "mode", "priority", "job-timeout", "result-subject", "wait", "download"}
+	"metadata", "mode", "priority", "tenant", "job-timeout", "result-subject", "wait", "download"}
 
 func runBatch(ctx context.Context, cc *clientCommand, f *publishFlags, stdout, stderr io.Writer) error {
 	o := cc.opts

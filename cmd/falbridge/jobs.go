@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,9 +20,9 @@ const statusUsage = `
 Usage: falbridge status ID [flags]
 
 Show what falbridge knows of trigger ID: its job record (KV bucket fal_jobs:
-state claimed, retry, submitted or done; fal's request id; attempts;
-timestamps), its result or error event if it has ended, and its last status
-event. Exit code 1 when nothing at all is known of ID.
+state waiting, claimed, retry, submitted or done; fal's request id;
+attempts; timestamps; for a waiting job, the cap, budget or turn it waits
+for), its result or error event if it has ended, and its last status event. Exit code 1 when nothing at all is known of ID.
 `
 
 const cancelUsage = `
@@ -63,6 +64,12 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if !st.known() {
 		return nothingKnown(id)
+	}
+	if st.Job != nil && st.Job.State == "waiting" {
+		// What it waits for, from the admission record.
+		if info, err := consumer.LookupLimits(ctx, c.js, publisher.JobsBucketDefault, time.Now()); err == nil {
+			st.WaitsFor = info.WaitReason(st.Job)
+		}
 	}
 	if o.json {
 		return printJSON(stdout, st)
@@ -164,8 +171,11 @@ func lookupEvents(ctx context.Context, c *client, id string, st *jobStatus) erro
 type jobStatus struct {
 	// Waiting is true while the trigger sits in the trigger stream, not yet
 	// taken by falbridge (published on the default subject for its id).
-	Waiting    bool              `json:"waiting,omitempty"`
-	Job        *consumer.JobInfo `json:"job,omitempty"`
+	Waiting bool              `json:"waiting,omitempty"`
+	Job     *consumer.JobInfo `json:"job,omitempty"`
+	// WaitsFor says what a job in state waiting waits for: the cap or
+	// budget that is full, or whose turn it is (falbridge limits).
+	WaitsFor   string            `json:"waits_for,omitempty"`
 	Result     *publisher.Result `json:"result,omitempty"`
 	Error      *publisher.Error  `json:"error,omitempty"`
 	LastStatus *publisher.Status `json:"last_status,omitempty"`
@@ -202,6 +212,12 @@ func printStatus(w io.Writer, id string, st *jobStatus) {
 			state += " (" + j.Outcome + ")"
 		}
 		fmt.Fprintf(w, "state     %s\n", state)
+		if st.WaitsFor != "" {
+			fmt.Fprintf(w, "waits for %s\n", st.WaitsFor)
+		}
+		if j.Tenant != "" || j.Priority != "" {
+			fmt.Fprintf(w, "tenant    %s  (priority %s)\n", tenantName(j.Tenant), cmp.Or(j.Priority, "normal"))
+		}
 		if j.State == "retry" && j.RetryReason != "" {
 			fmt.Fprintf(w, "retrying  %s\n", j.RetryReason)
 		}

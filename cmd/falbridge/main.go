@@ -7,6 +7,7 @@
 //	falbridge status ID        show a job's record and events
 //	falbridge cancel ID        cancel a job
 //	falbridge result ID        print (waiting if need be) a job's result
+//	falbridge limits           show caps, waiting jobs and budgets
 //	falbridge config validate  load and check a config
 //	falbridge config print     show the effective config, secrets redacted
 //	falbridge version
@@ -62,6 +63,7 @@ func commands() []command {
 		{"status", "show a job's record, its result or error, and its last progress", runStatus},
 		{"cancel", "cancel a job", runCancel},
 		{"result", "print a job's result, waiting for it if need be", runResult},
+		{"limits", "show the caps on pending jobs, what waits for them, and the budgets", runLimits},
 		{"config", "validate or print the effective configuration", runConfig},
 		{"version", "print the version", runVersion},
 	}
@@ -130,7 +132,7 @@ func printUsage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Client commands (publish, watch, status, cancel, result) connect to --server,")
+	fmt.Fprintln(w, "Client commands (publish, watch, status, cancel, result, limits) connect to --server,")
 	fmt.Fprintln(w, "default $NATS_URL, else nats://127.0.0.1:4222 (falbridge dev's address).")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Exit codes: 0 ok, 1 failure (a job ended with an error event), 2 usage error,")

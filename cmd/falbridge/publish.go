@@ -43,7 +43,7 @@ type publishFlags struct {
 	model, input, prompt, imageSize, image string
 	numImages                              int
 	numImagesSet                           bool
-	id, metadata, mode, priority           string
+	id, metadata, mode, priority, tenant   string
 	resultSubject                          string
 	jobTimeout                             time.Duration
 	wait, progress                         bool
@@ -67,7 +67,8 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&f.id, "id", "", "trigger `ID`: letters, digits, - and _ (default: random)")
 	fs.StringVar(&f.metadata, "metadata", "", "`JSON` (or @FILE) echoed back on the result or error event")
 	fs.StringVar(&f.mode, "mode", "", "queue (default), sync or stream")
-	fs.StringVar(&f.priority, "priority", "", "fal queue priority: normal (default) or low")
+	fs.StringVar(&f.priority, "priority", "", "high, normal (default) or low: admission order among a tenant's jobs waiting under the bridge's caps; low is also fal's low queue priority")
+	fs.StringVar(&f.tenant, "tenant", "", "the trigger's tenant, for the bridge's per-tenant cap and fair turns (letters, digits, - and _)")
 	fs.DurationVar(&f.jobTimeout, "job-timeout", 0, "the job's deadline (the trigger's timeout), counted from when falbridge receives it (default: the bridge's polling.job_deadline, 1h)")
 	fs.StringVar(&f.resultSubject, "result-subject", "", "also send the result or error event to `SUBJECT` (core NATS, at most once)")
 	fs.BoolVarP(&f.wait, "wait", "w", false, "wait for the result: show progress, print the result; exit 1 if the job fails")
@@ -78,7 +79,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVarP(&f.out, "out", "o", "-", "with --batch: write the result and error events as JSON lines to `FILE` (- for stdout)")
 	fs.StringVar(&f.idPrefix, "id-prefix", "", "with --batch: lines without an id get <`PREFIX`>-<line number> (default: random; fix it to make a batch resumable)")
 
-	argNames(fs, "mode", "MODE", "priority", "PRIORITY", "job-timeout", "DURATION", "concurrency", "N")
+	argNames(fs, "mode", "MODE", "priority", "PRIORITY", "tenant", "TENANT", "job-timeout", "DURATION", "concurrency", "N")
 	if err := cc.parse(args, stdout, 0, ""); err != nil {
 		return ignoreHelp(err)
 	}
@@ -195,7 +196,7 @@ func (f *publishFlags) trigger() (*publisher.Trigger, error) {
 		return nil, usagef("--input: %v", err)
 	}
 	t := &publisher.Trigger{
-		ID: f.id, ModelID: f.model, Input: in, Mode: publisher.Mode(f.mode), Priority: f.priority,
+		ID: f.id, ModelID: f.model, Input: in, Mode: publisher.Mode(f.mode), Priority: f.priority, Tenant: f.tenant,
 		Timeout: publisher.Duration(f.jobTimeout), ResultSubject: f.resultSubject, Progress: f.progress,
 	}
 	if f.jobTimeout < 0 {

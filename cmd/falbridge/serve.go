@@ -207,6 +207,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg.Fal.RunURL = simURL + "/run"
 	// Both key-set paths, as falbridge fetches both of fal's hosts.
 	cfg.Fal.JWKSURLs = []string{simURL + "/.well-known/jwks.json", simURL + "/alpha/.well-known/jwks.json"}
+	cfg.Fal.PlatformURL = simURL + "/v1"
 	if !cfg.Fal.Key.IsSet() {
 		cfg.Fal.Key = "falbridge-dev:simulator"
 	}
@@ -252,7 +253,7 @@ func consoleLine(url string) string {
 }
 
 // simReplaced are the config keys dev sets to its simulator's URLs.
-var simReplaced = []string{"fal.queue_url", "fal.run_url", "fal.jwks_url"}
+var simReplaced = []string{"fal.queue_url", "fal.run_url", "fal.jwks_url", "fal.platform_url"}
 
 // devBase is the configuration dev starts from: loopback listeners,
 // throw-away state in a temp dir, human-readable logs.

@@ -89,6 +89,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 		falclient.WithQueueURL(cfg.Fal.QueueURL),
 		falclient.WithRunURL(cfg.Fal.RunURL),
 		falclient.WithJWKSURL(cfg.WebhookJWKSURLs()...),
+		falclient.WithPlatformURL(cfg.Fal.PlatformURL),
 		falclient.WithRequestTimeout(cfg.Fal.RequestTimeout),
 		falclient.WithRetry(falclient.RetryPolicy{MaxAttempts: cfg.Fal.MaxAttempts, InitialInterval: cfg.Fal.RetryInitial, MaxInterval: cfg.Fal.RetryMax}),
 		falclient.WithMaxConnsPerHost(max(cfg.Limits.Workers*2, 16)),
@@ -159,7 +160,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 		cfg.Webhook.PublicURL = "http://" + addrs.Webhook
 	}
 
-	pool, err := consumer.New(nc, fal, cfg, consumer.WithLogger(log), consumer.WithVerifier(verifier), consumer.WithMetrics(metrics))
+	pool, err := consumer.New(nc, fal, cfg, consumer.WithLogger(log), consumer.WithVerifier(verifier), consumer.WithMetrics(metrics),
+		consumer.WithPriceSource(fal))
 	if err != nil {
 		webhookLn.Close()
 		adminLn.Close()

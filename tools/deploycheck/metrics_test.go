@@ -19,6 +19,9 @@ var falbridgeMetrics = []Metric{
 	{Name: "falbridge_fal_run_seconds", Type: "histogram", Labels: []string{"model"}},
 	{Name: "falbridge_end_to_end_seconds", Type: "histogram", Labels: []string{"model"}},
 	{Name: "falbridge_webhook_to_publish_seconds", Type: "histogram"},
+	{Name: "falbridge_spend_total", Type: "counter", Labels: []string{"model", "tenant"}},
+	{Name: "falbridge_waiting", Type: "gauge", Labels: []string{"model", "tenant"}},
+	{Name: "falbridge_admitted_total", Type: "counter"},
 
 	// The standard Go and process collectors the dashboard uses.
 	{Name: "go_goroutines", Type: "gauge"},

@@ -1013,10 +1013,11 @@ func (s *Sim) servePricing(w http.ResponseWriter, r *http.Request) {
 }
 
 // mediaExpired reports whether a file (named "{word}/{request id}_{n}.ext"
-// as outputs name them) belongs to a request whose media lifetime is over.
+// or "{word}/{request id}_{n}_{W}x{H}.ext" as outputs name them) belongs to
+// a request whose media lifetime is over. Request ids have no '_'.
 func (s *Sim) mediaExpired(name string, now time.Time) bool {
 	base := name[strings.LastIndexByte(name, '/')+1:]
-	i := strings.LastIndexByte(base, '_')
+	i := strings.IndexByte(base, '_')
 	if i <= 0 {
 		return false
 	}

@@ -147,7 +147,7 @@ func (p *Pool) handleTrigger(ctx context.Context, msg jetstream.Msg) verdict {
 // that status shows it and a cancel ends it without fal).
 //
 // A queue-mode job whose trigger fits its record whole is parked: its
-// timer asks for a slot about every admissionRetry and the trigger is acked,
+// timer asks for a slot (refusal.retry: sooner for a lane near its turn) and the trigger is acked,
 // so that waiting work never fills the trigger consumer's MaxAckPending and
 // the triggers behind it (another tenant's, say) are still read. Other jobs
 // hand their trigger back to the stream until a slot may be free.

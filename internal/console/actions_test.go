@@ -3,6 +3,8 @@ package console_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -87,4 +89,39 @@ func TestConsoleOffByDefault(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+// The overview shows the caps on jobs pending at fal with their use and the
+// waiting work, from the admission record every replica shares.
+func TestOverviewShowsCaps(t *testing.T) {
+	t.Parallel()
+	sim := falsim.NewTestServer(t, falsim.Config{Latency: 30 * time.Second})
+	addrs := devService(t, sim, func(c *config.Config) { c.Limits.MaxPending = 2 })
+	nc, err := nats.Connect(addrs.NATS)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	pub, err := publisher.New(js)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 3 {
+		_, _, err = pub.Publish(ctx, &publisher.Trigger{ID: fmt.Sprintf("capped-%d", i), ModelID: "fal-ai/flux/schnell", Tenant: "team-a",
+			Input: json.RawMessage(`{"prompt":"p","_sim":{"cancel":"honour"}}`)})
+		require.NoError(t, err)
+	}
+	var body string
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(addrs.Console)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return sim.Stats().Submits == 2 && strings.Contains(body, "<td>team-a</td><td>fal-ai/flux/schnell</td><td>normal</td><td>1</td>")
+	}, 20*time.Second, 50*time.Millisecond, "overview: %s", body)
+	require.Contains(t, body, "<td>global</td><td></td><td>2</td><td>2</td><td>1</td>", "the global cap, full, one waiting")
+	require.NotContains(t, body, "No caps on jobs pending")
 }

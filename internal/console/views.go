@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/falbridge/falbridge/consumer"
 	"github.com/falbridge/falbridge/publisher"
 )
 
@@ -85,6 +86,9 @@ type overviewPage struct {
 	Completions  []count
 	Waiting      uint64 // triggers stored in the requests stream
 	Records      uint64 // messages in the bucket's stream
+	// Limits are the caps on jobs pending at fal, their use and the
+	// budgets, from the admission record (nil when it cannot be read).
+	Limits *consumer.LimitsInfo
 }
 
 type throughput struct {
@@ -144,6 +148,11 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	}
 	if s, err := c.js.Stream(ctx, c.kvStream); err == nil {
 		p.Records = s.CachedInfo().State.Msgs
+	}
+	if li, err := consumer.LookupLimits(ctx, c.js, c.streams.JobsBucket, now); err == nil {
+		p.Limits = li
+	} else {
+		c.log.Warn("console: read the admission record", "err", err)
 	}
 	c.render(w, r, "overview", &p)
 }

@@ -455,9 +455,13 @@ func (p *Pool) submitQueue(ctx context.Context, d *delivery, t *publisher.Trigge
 		p.log.Warn("arm timer failed; will retry", "trigger_id", j.ID, "err", err)
 		return nakAfter(natsDelays.after(int(d.delivered), 0))
 	}
-	pos := resp.QueuePosition
-	p.emit.publishStatus(&publisher.Status{ID: j.ID, RequestID: resp.RequestID, State: string(falclient.StateInQueue), QueuePosition: &pos, At: p.now().UTC()})
 	if t.Progress {
+		// Someone watches this job: tell them at once where it stands.
+		// A job nobody asked progress for gets no status event here (a
+		// write to the status stream per job, for nobody); its polls,
+		// when any, still publish what they see.
+		pos := resp.QueuePosition
+		p.emit.publishStatus(&publisher.Status{ID: j.ID, RequestID: resp.RequestID, State: string(falclient.StateInQueue), QueuePosition: &pos, At: p.now().UTC()})
 		p.followProgress(j)
 	}
 	p.log.Debug("submitted", "trigger_id", j.ID, "request_id", resp.RequestID, "model_id", j.ModelID)

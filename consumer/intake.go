@@ -451,9 +451,13 @@ func (p *Pool) submitQueue(ctx context.Context, d *delivery, t *publisher.Trigge
 	}
 	*j = next
 	p.recent.put(j, nrev)
-	if err := p.arm(wctx, j.ID, p.firstCheck(j)); err != nil {
-		p.log.Warn("arm timer failed; will retry", "trigger_id", j.ID, "err", err)
-		return nakAfter(natsDelays.after(int(d.delivered), 0))
+	// A webhook job's timer waits in memory until it may be needed
+	// (deferred.go); any other is armed before the ack.
+	if !p.deferTimer(j) {
+		if err := p.arm(wctx, j.ID, p.firstCheck(j)); err != nil {
+			p.log.Warn("arm timer failed; will retry", "trigger_id", j.ID, "err", err)
+			return nakAfter(natsDelays.after(int(d.delivered), 0))
+		}
 	}
 	if t.Progress {
 		// Someone watches this job: tell them at once where it stands.

@@ -97,6 +97,10 @@ type Pool struct {
 	progressInHand sync.WaitGroup
 	// recent caches the records this pool wrote last (see cache.go).
 	recent *recentJobs
+	// deferred holds the timers of webhook jobs not written yet, for
+	// deferFor after their submit (see deferred.go).
+	deferred deferredTimers
+	deferFor time.Duration
 	// syncRuns bounds the sync and stream runs in progress.
 	syncRuns chan struct{}
 	// cancels bounds the cancel requests served at once.
@@ -245,8 +249,10 @@ func (p *Pool) Start(ctx context.Context) error {
 	p.polls = make(chan jetstream.Msg)
 	p.quitCtx, p.endWork = context.WithCancel(context.Background())
 	p.quit = p.quitCtx.Done()
-	p.workers.Add(1)
+	p.workers.Add(2)
 	go p.sweepLoop()
+	p.deferFor = p.deferWindow()
+	go p.deferLoop()
 	for range p.cfg.Limits.Workers {
 		p.workers.Add(2)
 		go p.loop(p.work, p.handleTrigger)
@@ -370,9 +376,12 @@ func (p *Pool) Stop(ctx context.Context) error {
 		}()
 		select {
 		case <-done:
+			// No worker is left to defer a timer: arm those still held.
+			p.armDeferred(ctx)
 		case <-ctx.Done():
 			// Out of time: cancel what is left. Workers end on their own
 			// once their fal call returns; the process is about to exit.
+			// Deferred timers are left to the sweep.
 			p.runStop(ErrStopping)
 			err = fmt.Errorf("consumer: stop: %w", ctx.Err())
 		}

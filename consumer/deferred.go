@@ -149,8 +149,9 @@ func (p *Pool) decideDeferred(ctx context.Context, ts []deferredTimer) (armed in
 			defer func() { <-slots }()
 			ok, err := p.decideOne(ctx, t)
 			if err != nil {
+				// Held again: the next tick, or Stop, tries once more.
 				t.at = p.now().Add(time.Second)
-				if ctx.Err() != nil || !p.deferred.push(t) {
+				if !p.deferred.push(t) {
 					p.log.Warn("deferred timer not armed; the sweep will", "trigger_id", t.id, "err", err)
 				}
 				return

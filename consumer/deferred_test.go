@@ -53,6 +53,25 @@ func TestStopArmsDeferredTimers(t *testing.T) {
 	require.NoError(t, err, "the job's timer")
 }
 
+// A held timer that cannot be written when it comes due (NATS trouble) is
+// held again and written on a later tick: with its webhook lost, the job
+// still ends by poll, without waiting for the sweep (a minute here).
+func TestDeferredTimerArmRetried(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *setupOpts) { o.sim.Faults.WebhookDropRate = 1 })
+	p := b.newPool(nil)
+	fj := &faultyJS{}
+	fj.failTimers.Store(2)
+	withFaults(p, fj)
+	b.start(p)
+	b.publish("retry", `{"id":"retry-arm","model_id":"fal-ai/flux/schnell","input":{"prompt":"p","_sim":{"latency_ms":20}}}`)
+	res, ev := b.terminal("retry-arm")
+	require.Nil(t, ev)
+	b.requireFalOutput(res)
+	require.Less(t, fj.failTimers.Load(), int32(1), "the timer's writes failed twice first")
+	require.EqualValues(t, 1, b.stats().Submits)
+}
+
 // pendingInfo is the state of the pending (timer) stream.
 func (b *testBundle) pendingInfo() *jetstream.StreamInfo {
 	b.t.Helper()

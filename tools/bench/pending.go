@@ -20,6 +20,26 @@ type pendingResult struct {
 	submits       int64 // accepted submits (must equal jobs)
 	held          int64 // the simulator's running jobs at the end
 	intakeSeconds float64
+	timers        int64   // messages in FAL_PENDING at the last sample
+	timersAfter   float64 // seconds from the end of intake to the last sample
+}
+
+// timersArmedWithin bounds the wait for the held timers to be written:
+// falbridge holds them for at most half of (call budget + ack_wait), 41 s
+// with the defaults.
+const timersArmedWithin = 75 * time.Second
+
+// pendingTimers is the number of messages in FAL_PENDING.
+func pendingTimers(ctx context.Context, st *stack) (int64, error) {
+	stream, err := st.js.Stream(ctx, "FAL_PENDING")
+	if err != nil {
+		return 0, fmt.Errorf("timer stream: %w", err)
+	}
+	si, err := stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("timer stream: %w", err)
+	}
+	return int64(si.State.Msgs), nil
 }
 
 // pendingMode publishes jobs triggers for a model that runs for an hour, so
@@ -119,6 +139,36 @@ func pendingMode(ctx context.Context, st *stack, jobs int) (*pendingResult, erro
 		return nil, err
 	}
 	r.submits = stats.Submits - before.Submits
+
+	// A webhook job's timer is held in memory for a while after its
+	// submit (consumer/deferred.go), then written: wait until every
+	// pending job has its timer in FAL_PENDING, and sample once more, so
+	// that the footprint is measured with the timers stored too.
+	armStart := time.Now()
+	for {
+		n, err := pendingTimers(ctx, st)
+		if err != nil {
+			return nil, err
+		}
+		r.timers = n
+		if n >= int64(jobs) || time.Since(armStart) > timersArmedWithin {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-st.sut.done:
+			return nil, fmt.Errorf("falbridge exited (%v):\n%s", st.sut.err, st.sut.logTail(20))
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	r.timersAfter = time.Since(armStart).Seconds() + 3
+	if err := sample(); err != nil {
+		return nil, err
+	}
+	if err := st.getJSON(ctx, st.simURL+"/_sim/stats", &stats); err != nil {
+		return nil, err
+	}
 	r.polls = stats.StatusCalls - before.StatusCalls
 	r.held = stats.Running
 	var err2 error

@@ -12,7 +12,8 @@ import (
 // timer is therefore not written at submit but held here, in memory, for
 // deferFor after the submit: if the job has ended by then (this replica saw
 // it end, or its record says done), no timer is ever written. Otherwise the
-// timer is armed then, due at the job's first check as before.
+// timer is armed then, due at the job's first check as before. deferFor is
+// polling.webhook_grace, at most 15 s.
 //
 // Nothing is lost with a replica: the deferred timers of a replica that
 // stops are armed by Stop, and those of one that dies are re-armed by the
@@ -24,9 +25,15 @@ import (
 // per job (the schedule, the ack after it fired) and about a third of
 // nats-server's CPU per job.
 
-// deferredMax bounds the timers held in memory (about 60 bytes each);
-// beyond it a timer is armed at submit, as without deferral.
-const deferredMax = 1 << 17
+// deferredMax bounds the timers held in memory (32 bytes each and the id):
+// 2 to 4 MiB; beyond it a timer is armed at submit, as without deferral.
+const deferredMax = 1 << 16
+
+// deferHoldMax bounds deferFor. Fast jobs (most image models) are over in
+// seconds; a job still running after this long is one whose timer is
+// worth writing. It also keeps the queue short: 4,000 jobs/s × 15 s is
+// within deferredMax.
+const deferHoldMax = 15 * time.Second
 
 // deferredTick is how often due deferred timers are looked at.
 const deferredTick = 250 * time.Millisecond
@@ -35,36 +42,40 @@ const deferredTick = 250 * time.Millisecond
 // a timer written) at once.
 const deferredChecks = 8
 
-// deferredTimer is one job's timer not written yet.
+// deferredTimer is one job's timer not written yet: 32 bytes and the id.
 type deferredTimer struct {
 	id    string
-	check time.Time // the timer's due time once armed: firstCheck
-	at    time.Time // when to decide: arm it, or drop it
+	check int64 // the timer's due time once armed (firstCheck), Unix ns
+	at    int64 // when to decide: arm it, or drop it, Unix ns
 }
 
 // deferredTimers is a FIFO of deferred timers, in submit order (so in the
-// order of their at, within the jitter of concurrent workers). Safe for
-// concurrent use.
+// order of their at, within the jitter of concurrent workers), kept in
+// fixed blocks: it never copies itself to grow, and gives memory back as it
+// drains. Safe for concurrent use.
 type deferredTimers struct {
-	mu   sync.Mutex
-	q    []deferredTimer
-	head int
+	mu     sync.Mutex
+	blocks [][]deferredTimer
+	head   int // next entry of blocks[0]
+	n      int
 }
+
+// deferredBlock is the number of timers per block (128 KiB).
+const deferredBlock = 4096
 
 // push holds t; false when the queue is full.
 func (d *deferredTimers) push(t deferredTimer) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if len(d.q)-d.head >= deferredMax {
+	if d.n >= deferredMax {
 		return false
 	}
-	if d.head > 0 && d.head >= len(d.q)/2 {
-		// Reuse the front half of the array instead of growing it.
-		n := copy(d.q, d.q[d.head:])
-		clear(d.q[n:])
-		d.q, d.head = d.q[:n], 0
+	if k := len(d.blocks); k == 0 || len(d.blocks[k-1]) == deferredBlock {
+		d.blocks = append(d.blocks, make([]deferredTimer, 0, deferredBlock))
 	}
-	d.q = append(d.q, t)
+	last := &d.blocks[len(d.blocks)-1]
+	*last = append(*last, t)
+	d.n++
 	return true
 }
 
@@ -73,15 +84,27 @@ func (d *deferredTimers) push(t deferredTimer) bool {
 func (d *deferredTimers) due(now time.Time) []deferredTimer {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	i := d.head
-	for i < len(d.q) && (now.IsZero() || !d.q[i].at.After(now)) {
-		i++
-	}
-	out := append([]deferredTimer(nil), d.q[d.head:i]...)
-	clear(d.q[d.head:i])
-	d.head = i
-	if d.head == len(d.q) {
-		d.q, d.head = d.q[:0], 0
+	var out []deferredTimer
+	for len(d.blocks) > 0 {
+		b := d.blocks[0]
+		i := d.head
+		for i < len(b) && (now.IsZero() || b[i].at <= now.UnixNano()) {
+			i++
+		}
+		out = append(out, b[d.head:i]...)
+		clear(b[d.head:i])
+		d.n -= i - d.head
+		d.head = i
+		if i < len(b) || len(b) < deferredBlock {
+			if i == len(b) && len(d.blocks) == 1 {
+				// Drained: start the block afresh.
+				d.blocks[0], d.head = b[:0], 0
+			}
+			break
+		}
+		// A full block, all taken: drop it.
+		d.blocks[0] = nil
+		d.blocks, d.head = d.blocks[1:], 0
 	}
 	return out
 }
@@ -90,7 +113,7 @@ func (d *deferredTimers) due(now time.Time) []deferredTimer {
 func (d *deferredTimers) len() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.q) - d.head
+	return d.n
 }
 
 // deferTimer holds the timer of webhook job j instead of writing it, when
@@ -105,13 +128,14 @@ func (p *Pool) deferTimer(j *job) bool {
 	if check.Before(at) {
 		return false // due sooner (a short deadline): the timer is needed
 	}
-	return p.deferred.push(deferredTimer{id: j.ID, check: check, at: at})
+	return p.deferred.push(deferredTimer{id: j.ID, check: check.UnixNano(), at: at.UnixNano()})
 }
 
 // deferWindow is deferFor for cfg: polling.webhook_grace, at most half of
-// the age past which the sweep calls a submitted job without a timer lost.
+// the age past which the sweep calls a submitted job without a timer lost,
+// and at most deferHoldMax.
 func (p *Pool) deferWindow() time.Duration {
-	return min(p.cfg.Polling.WebhookGrace, (p.callBudget()+p.cfg.Consumer.AckWait)/2)
+	return min(p.cfg.Polling.WebhookGrace, (p.callBudget()+p.cfg.Consumer.AckWait)/2, deferHoldMax)
 }
 
 // deferLoop decides the deferred timers as they come due, until the pool
@@ -150,7 +174,7 @@ func (p *Pool) decideDeferred(ctx context.Context, ts []deferredTimer) (armed in
 			ok, err := p.decideOne(ctx, t)
 			if err != nil {
 				// Held again: the next tick, or Stop, tries once more.
-				t.at = p.now().Add(time.Second)
+				t.at = p.now().Add(time.Second).UnixNano()
 				if !p.deferred.push(t) {
 					p.log.Warn("deferred timer not armed; the sweep will", "trigger_id", t.id, "err", err)
 				}
@@ -178,7 +202,7 @@ func (p *Pool) decideOne(ctx context.Context, t deferredTimer) (bool, error) {
 	case err == nil && j.State != stateSubmitted:
 		return false, nil
 	}
-	if err := p.arm(ctx, t.id, t.check); err != nil {
+	if err := p.arm(ctx, t.id, time.Unix(0, t.check)); err != nil {
 		return false, err
 	}
 	return true, nil

@@ -13,7 +13,7 @@ func TestDeferredTimersQueue(t *testing.T) {
 	var d deferredTimers
 	t0 := time.Unix(1_000_000, 0)
 	for i := range 10 {
-		require.True(t, d.push(deferredTimer{id: fmt.Sprint(i), at: t0.Add(time.Duration(i) * time.Second)}))
+		require.True(t, d.push(deferredTimer{id: fmt.Sprint(i), at: t0.Add(time.Duration(i) * time.Second).UnixNano()}))
 	}
 	require.Empty(t, d.due(t0.Add(-time.Second)), "nothing due before its time")
 	got := d.due(t0.Add(3 * time.Second))
@@ -22,8 +22,8 @@ func TestDeferredTimersQueue(t *testing.T) {
 		require.Equal(t, fmt.Sprint(i), tm.id)
 	}
 	require.Equal(t, 6, d.len())
-	// Pushing after pops reuses the array; order is kept.
-	require.True(t, d.push(deferredTimer{id: "late", at: t0.Add(20 * time.Second)}))
+	// Pushing after pops keeps the order.
+	require.True(t, d.push(deferredTimer{id: "late", at: t0.Add(20 * time.Second).UnixNano()}))
 	rest := d.due(time.Time{})
 	require.Len(t, rest, 7, "a zero time takes everything")
 	require.Equal(t, "4", rest[0].id)
@@ -38,6 +38,14 @@ func TestDeferredTimersAreBounded(t *testing.T) {
 		require.True(t, d.push(deferredTimer{id: fmt.Sprint(i)}))
 	}
 	require.False(t, d.push(deferredTimer{id: "over"}), "full: the caller arms the timer itself")
-	require.Len(t, d.due(time.Time{}), deferredMax)
+	all := d.due(time.Time{})
+	require.Len(t, all, deferredMax)
+	for i, tm := range all {
+		if tm.id != fmt.Sprint(i) {
+			require.Failf(t, "out of order", "entry %d is %s", i, tm.id)
+		}
+	}
+	require.Zero(t, d.len())
 	require.True(t, d.push(deferredTimer{id: "again"}))
+	require.Equal(t, "again", d.due(time.Time{})[0].id)
 }

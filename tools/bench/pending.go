@@ -22,6 +22,7 @@ type pendingResult struct {
 	intakeSeconds float64
 	timers        int64   // messages in FAL_PENDING at the last sample
 	timersAfter   float64 // seconds from the end of intake to the last sample
+	peakAt        float64 // seconds from the first trigger to falbridge's peak RSS
 }
 
 // timersArmedWithin bounds the wait for the held timers to be written:
@@ -89,6 +90,13 @@ func pendingMode(ctx context.Context, st *stack, jobs int) (*pendingResult, erro
 		pubErr <- awaitPublishes(ctx, st.js)
 	}()
 	start := time.Now()
+	// When falbridge's RSS reached its peak: during intake, or while the
+	// held timers were written.
+	watchPeak := func() {
+		if _, hwm, err := memKiB(st.sut.pid()); err == nil && hwm > r.sutPeak {
+			r.sutPeak, r.peakAt = hwm, time.Since(start).Seconds()
+		}
+	}
 	prev, fifth := start, 1
 	deadline := time.After(2*time.Minute + time.Duration(jobs)*10*time.Millisecond)
 	t := time.NewTicker(100 * time.Millisecond)
@@ -110,6 +118,7 @@ func pendingMode(ctx context.Context, st *stack, jobs int) (*pendingResult, erro
 			return nil, ctx.Err()
 		case <-t.C:
 		}
+		watchPeak()
 		if err := st.getJSON(ctx, st.simURL+"/_sim/stats", &stats); err != nil {
 			return nil, err
 		}
@@ -161,6 +170,7 @@ func pendingMode(ctx context.Context, st *stack, jobs int) (*pendingResult, erro
 			return nil, fmt.Errorf("falbridge exited (%v):\n%s", st.sut.err, st.sut.logTail(20))
 		case <-time.After(500 * time.Millisecond):
 		}
+		watchPeak()
 	}
 	r.timersAfter = time.Since(armStart).Seconds() + 3
 	if err := sample(); err != nil {
@@ -171,10 +181,8 @@ func pendingMode(ctx context.Context, st *stack, jobs int) (*pendingResult, erro
 	}
 	r.polls = stats.StatusCalls - before.StatusCalls
 	r.held = stats.Running
+	watchPeak()
 	var err2 error
-	if _, r.sutPeak, err2 = memKiB(st.sut.pid()); err2 != nil {
-		return nil, err2
-	}
 	if _, r.natsPeak, err2 = memKiB(st.nats.pid()); err2 != nil {
 		return nil, err2
 	}

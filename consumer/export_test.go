@@ -33,3 +33,6 @@ func JobsPending(p *Pool) int64 { return p.pendingJobs.Load() }
 
 // WebhookBodiesInFlight is the number of webhook bodies being read.
 func WebhookBodiesInFlight(p *Pool) int { return len(p.webhookBodies) }
+
+// SetWebhookSlotWait shortens the wait of a webhook delivery for a body slot.
+func SetWebhookSlotWait(p *Pool, d time.Duration) { p.webhookSlotWait = d }

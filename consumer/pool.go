@@ -84,8 +84,10 @@ type Pool struct {
 	stopBy atomic.Int64
 	// pendingJobs is the count of submitted jobs of the last sweep.
 	pendingJobs atomic.Int64
-	// webhookBodies bounds the webhook deliveries being read at once.
-	webhookBodies chan struct{}
+	// webhookBodies bounds the webhook deliveries being read at once;
+	// webhookSlotWait is how long one waits for a slot (tests shorten it).
+	webhookBodies   chan struct{}
+	webhookSlotWait time.Duration
 	// lastRejectLog and suppressedRejects rate-limit the log lines about
 	// rejected webhook deliveries.
 	lastRejectLog, suppressedRejects atomic.Int64
@@ -187,6 +189,7 @@ func New(nc *nats.Conn, fal Fal, cfg config.Config, opts ...Option) (*Pool, erro
 	p.owner = newWriteToken()
 	p.cancels = make(chan struct{}, cancelConcurrency)
 	p.webhookBodies = make(chan struct{}, webhookBodiesInFlight)
+	p.webhookSlotWait = webhookSlotWait
 	p.recent = newRecentJobs()
 	p.progressSlots = make(chan struct{}, cfg.Limits.MaxProgressStreams)
 	p.progressCtx, p.endProgress = context.WithCancel(context.Background())

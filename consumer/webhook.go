@@ -218,13 +218,15 @@ const webhookBodiesInFlight = 64
 
 // webhookSlotWait is how long a delivery waits for one of the
 // webhookBodiesInFlight slots before it is told to come back. A delivery
-// that waits holds a connection and a goroutine, not its body. Refusing at
-// once cost a full webhook round and fal's retry delay (1 s and up): make
-// bench measured 24–37 % of deliveries refused with 256 senders and the
-// last results seconds late.
-const webhookSlotWait = time.Second
+// that waits holds a connection and a goroutine, not its body; fal gives a
+// delivery 15 s. Refusing at once cost a full webhook round and fal's retry
+// delay (1 s, doubling): make bench measured 24–77 % of deliveries refused
+// with 256 senders and the last results seconds late. A 1 s wait was not
+// enough on a loaded machine: one run of five had its deliveries refused
+// five times over (1+2+4+8+16 s), half the results 31 s late.
+const webhookSlotWait = 5 * time.Second
 
-// webhookSlot takes a body slot, waiting up to webhookSlotWait; false when
+// webhookSlot takes a body slot, waiting up to p.webhookSlotWait; false when
 // none freed in time or the request ended.
 func (p *Pool) webhookSlot(ctx context.Context) bool {
 	select {
@@ -232,7 +234,7 @@ func (p *Pool) webhookSlot(ctx context.Context) bool {
 		return true
 	default:
 	}
-	t := time.NewTimer(webhookSlotWait)
+	t := time.NewTimer(p.webhookSlotWait)
 	defer t.Stop()
 	select {
 	case p.webhookBodies <- struct{}{}:

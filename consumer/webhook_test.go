@@ -222,7 +222,9 @@ func TestWebhookRejectsBeforeReadingAndLogsSampled(t *testing.T) {
 func TestWebhookBodiesInFlightAreCapped(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	p := b.startPool()
+	p := b.newPool(nil)
+	consumer.SetWebhookSlotWait(p, 300*time.Millisecond)
+	b.start(p)
 	var (
 		wg      sync.WaitGroup
 		writers []*io.PipeWriter

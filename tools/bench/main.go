@@ -125,9 +125,12 @@ func runBench(ctx context.Context, out io.Writer) (err error) {
 			err = fmt.Errorf("panic: %v", p)
 		}
 		ps.stopAll()
-		if err == nil {
+		switch {
+		case err == nil && os.Getenv("BENCH_KEEP") == "1":
+			fmt.Fprintln(out, "bench: logs kept in", work)
+		case err == nil:
 			os.RemoveAll(work)
-		} else {
+		default:
 			fmt.Fprintln(os.Stderr, "bench: logs kept in", work)
 		}
 	}()

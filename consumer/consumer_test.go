@@ -197,7 +197,7 @@ func TestPollingOnlyWithoutWebhookURL(t *testing.T) {
 	require.Zero(t, st.WebhooksSent)
 	require.Positive(t, st.StatusCalls)
 	require.EqualValues(t, 1, st.ResultCalls-1) // one by the poller, one by requireFalOutput
-	// Progress reached the status subject: the submit's IN_QUEUE at least.
+	// Progress reached the status subject: a poll that found the job running.
 	m, err := sub.NextMsg(5 * time.Second)
 	require.NoError(t, err)
 	var ps publisher.Status

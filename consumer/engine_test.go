@@ -43,6 +43,7 @@ type faultyJS struct {
 	jetstream.JetStream
 	faults     []*kvFault
 	dropTimers atomic.Int32 // timer publishes to acknowledge without sending
+	failTimers atomic.Int32 // timer publishes to fail with a NATS timeout
 }
 
 func (f *faultyJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
@@ -57,6 +58,9 @@ func (f *faultyJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstrea
 				return nil, nats.ErrTimeout
 			}
 		}
+	}
+	if strings.HasPrefix(m.Subject, "falbridge.") && f.failTimers.Add(-1) >= 0 {
+		return nil, nats.ErrTimeout
 	}
 	if strings.HasPrefix(m.Subject, "falbridge.") && f.dropTimers.Add(-1) >= 0 {
 		return &jetstream.PubAck{Stream: "FAL_PENDING"}, nil

@@ -52,3 +52,6 @@ func AdmissionCounts(p *Pool) (gets, writes, conflicts, batches, changes int64) 
 	o := &p.adm.ops
 	return o.gets.Load(), o.writes.Load(), o.conflicts.Load(), o.batches.Load(), o.changes.Load()
 }
+
+// SetWebhookSlotWait shortens the wait of a webhook delivery for a body slot.
+func SetWebhookSlotWait(p *Pool, d time.Duration) { p.webhookSlotWait = d }

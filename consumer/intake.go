@@ -451,13 +451,21 @@ func (p *Pool) submitQueue(ctx context.Context, d *delivery, t *publisher.Trigge
 	}
 	*j = next
 	p.recent.put(j, nrev)
-	if err := p.arm(wctx, j.ID, p.firstCheck(j)); err != nil {
-		p.log.Warn("arm timer failed; will retry", "trigger_id", j.ID, "err", err)
-		return nakAfter(natsDelays.after(int(d.delivered), 0))
+	// A webhook job's timer waits in memory until it may be needed
+	// (deferred.go); any other is armed before the ack.
+	if !p.deferTimer(j) {
+		if err := p.arm(wctx, j.ID, p.firstCheck(j)); err != nil {
+			p.log.Warn("arm timer failed; will retry", "trigger_id", j.ID, "err", err)
+			return nakAfter(natsDelays.after(int(d.delivered), 0))
+		}
 	}
-	pos := resp.QueuePosition
-	p.emit.publishStatus(&publisher.Status{ID: j.ID, RequestID: resp.RequestID, State: string(falclient.StateInQueue), QueuePosition: &pos, At: p.now().UTC()})
 	if t.Progress {
+		// Someone watches this job: tell them at once where it stands.
+		// A job nobody asked progress for gets no status event here (a
+		// write to the status stream per job, for nobody); its polls,
+		// when any, still publish what they see.
+		pos := resp.QueuePosition
+		p.emit.publishStatus(&publisher.Status{ID: j.ID, RequestID: resp.RequestID, State: string(falclient.StateInQueue), QueuePosition: &pos, At: p.now().UTC()})
 		p.followProgress(j)
 	}
 	p.log.Debug("submitted", "trigger_id", j.ID, "request_id", resp.RequestID, "model_id", j.ModelID)

@@ -84,8 +84,10 @@ type Pool struct {
 	stopBy atomic.Int64
 	// pendingJobs is the count of submitted jobs of the last sweep.
 	pendingJobs atomic.Int64
-	// webhookBodies bounds the webhook deliveries being read at once.
-	webhookBodies chan struct{}
+	// webhookBodies bounds the webhook deliveries being read at once;
+	// webhookSlotWait is how long one waits for a slot (tests shorten it).
+	webhookBodies   chan struct{}
+	webhookSlotWait time.Duration
 	// lastRejectLog and suppressedRejects rate-limit the log lines about
 	// rejected webhook deliveries.
 	lastRejectLog, suppressedRejects atomic.Int64
@@ -100,6 +102,10 @@ type Pool struct {
 	// unannounced remembers jobs whose result read gave a 5xx that fal's
 	// status had not announced (see fetchResult).
 	unannounced unannouncedErrors
+	// deferred holds the timers of webhook jobs not written yet, for
+	// deferFor after their submit (see deferred.go).
+	deferred deferredTimers
+	deferFor time.Duration
 	// syncRuns bounds the sync and stream runs in progress.
 	syncRuns chan struct{}
 	// cancels bounds the cancel requests served at once.
@@ -189,6 +195,7 @@ func New(nc *nats.Conn, fal Fal, cfg config.Config, opts ...Option) (*Pool, erro
 	p.owner = newWriteToken()
 	p.cancels = make(chan struct{}, cancelConcurrency)
 	p.webhookBodies = make(chan struct{}, webhookBodiesInFlight)
+	p.webhookSlotWait = webhookSlotWait
 	p.recent = newRecentJobs()
 	p.progressSlots = make(chan struct{}, cfg.Limits.MaxProgressStreams)
 	p.progressCtx, p.endProgress = context.WithCancel(context.Background())
@@ -255,9 +262,11 @@ func (p *Pool) Start(ctx context.Context) error {
 	p.polls = make(chan jetstream.Msg)
 	p.quitCtx, p.endWork = context.WithCancel(context.Background())
 	p.quit = p.quitCtx.Done()
-	p.workers.Add(1)
+	p.workers.Add(2)
 	go p.sweepLoop()
 	p.startPricing()
+	p.deferFor = p.deferWindow()
+	go p.deferLoop()
 	for range p.cfg.Limits.Workers {
 		p.workers.Add(2)
 		go p.loop(p.work, p.handleTrigger)
@@ -381,9 +390,12 @@ func (p *Pool) Stop(ctx context.Context) error {
 		}()
 		select {
 		case <-done:
+			// No worker is left to defer a timer: arm those still held.
+			p.armDeferred(ctx)
 		case <-ctx.Done():
 			// Out of time: cancel what is left. Workers end on their own
 			// once their fal call returns; the process is about to exit.
+			// Deferred timers are left to the sweep.
 			p.runStop(ErrStopping)
 			err = fmt.Errorf("consumer: stop: %w", ctx.Err())
 		}

@@ -217,11 +217,14 @@ func TestWebhookRejectsBeforeReadingAndLogsSampled(t *testing.T) {
 }
 
 // Weak spot: 32 concurrent bodies added 376 MiB. At most 64 bodies are read
-// at once; the next delivery is told to come back (fal retries a 503).
+// at once; the next delivery waits a moment for a slot, then is told to come
+// back (fal retries a 503).
 func TestWebhookBodiesInFlightAreCapped(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	p := b.startPool()
+	p := b.newPool(nil)
+	consumer.SetWebhookSlotWait(p, 300*time.Millisecond)
+	b.start(p)
 	var (
 		wg      sync.WaitGroup
 		writers []*io.PipeWriter
@@ -233,14 +236,28 @@ func TestWebhookBodiesInFlightAreCapped(t *testing.T) {
 		req.Header = plausibleHeaders()
 		wg.Go(func() { p.WebhookHandler().ServeHTTP(httptest.NewRecorder(), req) })
 	}
-	// Each of the 64 is blocked reading its body; the 65th is refused.
+	// Each of the 64 is blocked reading its body; the 65th waits, and is
+	// refused when no slot frees.
 	waitFor(t, "64 bodies in flight", func() bool { return consumer.WebhookBodiesInFlight(p) == 64 })
 	req := httptest.NewRequest(http.MethodPost, "/fal/webhook?job=a", strings.NewReader(`{}`))
 	req.Header = plausibleHeaders()
 	rec := httptest.NewRecorder()
 	p.WebhookHandler().ServeHTTP(rec, req)
 	require.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
-	for _, w := range writers {
+	require.Equal(t, 64, consumer.WebhookBodiesInFlight(p), "the refused delivery held no slot")
+
+	// A slot that frees while a delivery waits is taken: not a 503.
+	got := make(chan int, 1)
+	go func() {
+		req := httptest.NewRequest(http.MethodPost, "/fal/webhook?job=a", strings.NewReader(`{}`))
+		req.Header = plausibleHeaders()
+		rec := httptest.NewRecorder()
+		p.WebhookHandler().ServeHTTP(rec, req)
+		got <- rec.Code
+	}()
+	_ = writers[0].CloseWithError(io.ErrUnexpectedEOF)
+	require.NotEqual(t, http.StatusServiceUnavailable, <-got, "a delivery that found a slot within the wait is handled")
+	for _, w := range writers[1:] {
 		_ = w.CloseWithError(io.ErrUnexpectedEOF)
 	}
 	wg.Wait()

@@ -125,9 +125,12 @@ func runBench(ctx context.Context, out io.Writer) (err error) {
 			err = fmt.Errorf("panic: %v", p)
 		}
 		ps.stopAll()
-		if err == nil {
+		switch {
+		case err == nil && os.Getenv("BENCH_KEEP") == "1":
+			fmt.Fprintln(out, "bench: logs kept in", work)
+		case err == nil:
 			os.RemoveAll(work)
-		} else {
+		default:
 			fmt.Fprintln(os.Stderr, "bench: logs kept in", work)
 		}
 	}()
@@ -192,6 +195,9 @@ func runBench(ctx context.Context, out io.Writer) (err error) {
 		printPending(out, pr)
 		if pr.submits != int64(pr.jobs) {
 			bad = append(bad, fmt.Sprintf("pending: %d submits for %d triggers", pr.submits, pr.jobs))
+		}
+		if pr.timers < int64(pr.jobs) {
+			bad = append(bad, fmt.Sprintf("pending: %d timers for %d pending jobs after %.0f s", pr.timers, pr.jobs, pr.timersAfter))
 		}
 	}
 
@@ -413,8 +419,10 @@ func printPending(out io.Writer, p *pendingResult) {
 	fmt.Fprintf(out, "\npending jobs: %d triggers for a model that runs 1 h (all held at fal), polling.webhook_grace 10m\n", p.jobs)
 	fmt.Fprintf(out, "  intake, jobs/s per fifth:      %.0f %.0f %.0f %.0f %.0f (first → last fifth %.2f×); all in %.1f s\n",
 		p.fifthRate[0], p.fifthRate[1], p.fifthRate[2], p.fifthRate[3], p.fifthRate[4], p.fifthRate[4]/p.fifthRate[0], p.intakeSeconds)
-	fmt.Fprintf(out, "  falbridge goroutines (ready, after each fifth, settled): %s\n", strings.Join(g, " "))
-	fmt.Fprintf(out, "  falbridge RSS MiB (same points): %s; peak %s (target < 64)\n", strings.Join(srss, " "), mib(p.sutPeak))
+	fmt.Fprintf(out, "  falbridge goroutines (ready, after each fifth, 3 s later, timers armed): %s\n", strings.Join(g, " "))
+	fmt.Fprintf(out, "  falbridge RSS MiB (same points): %s; peak %s (target < 64), reached %.1f s after the first trigger (intake took %.1f s)\n",
+		strings.Join(srss, " "), mib(p.sutPeak), p.peakAt, p.intakeSeconds)
 	fmt.Fprintf(out, "  nats-server RSS MiB (same points): %s; peak %s\n", strings.Join(nrss, " "), mib(p.natsPeak))
+	fmt.Fprintf(out, "  timers in FAL_PENDING %.0f s after the last submit: %d (one per pending job once written)\n", p.timersAfter, p.timers)
 	fmt.Fprintf(out, "  submits %d (must equal the triggers), held at fal %d, status polls %d\n", p.submits, p.held, p.polls)
 }

@@ -20,6 +20,27 @@ type pendingResult struct {
 	submits       int64 // accepted submits (must equal jobs)
 	held          int64 // the simulator's running jobs at the end
 	intakeSeconds float64
+	timers        int64   // messages in FAL_PENDING at the last sample
+	timersAfter   float64 // seconds from the end of intake to the last sample
+	peakAt        float64 // seconds from the first trigger to falbridge's peak RSS
+}
+
+// timersArmedWithin bounds the wait for the held timers to be written:
+// falbridge holds them for at most half of (call budget + ack_wait), 41 s
+// with the defaults.
+const timersArmedWithin = 75 * time.Second
+
+// pendingTimers is the number of messages in FAL_PENDING.
+func pendingTimers(ctx context.Context, st *stack) (int64, error) {
+	stream, err := st.js.Stream(ctx, "FAL_PENDING")
+	if err != nil {
+		return 0, fmt.Errorf("timer stream: %w", err)
+	}
+	si, err := stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("timer stream: %w", err)
+	}
+	return int64(si.State.Msgs), nil
 }
 
 // pendingMode publishes jobs triggers for a model that runs for an hour, so
@@ -69,6 +90,13 @@ func pendingMode(ctx context.Context, st *stack, jobs int) (*pendingResult, erro
 		pubErr <- awaitPublishes(ctx, st.js)
 	}()
 	start := time.Now()
+	// When falbridge's RSS reached its peak: during intake, or while the
+	// held timers were written.
+	watchPeak := func() {
+		if _, hwm, err := memKiB(st.sut.pid()); err == nil && hwm > r.sutPeak {
+			r.sutPeak, r.peakAt = hwm, time.Since(start).Seconds()
+		}
+	}
 	prev, fifth := start, 1
 	deadline := time.After(2*time.Minute + time.Duration(jobs)*10*time.Millisecond)
 	t := time.NewTicker(100 * time.Millisecond)
@@ -90,6 +118,7 @@ func pendingMode(ctx context.Context, st *stack, jobs int) (*pendingResult, erro
 			return nil, ctx.Err()
 		case <-t.C:
 		}
+		watchPeak()
 		if err := st.getJSON(ctx, st.simURL+"/_sim/stats", &stats); err != nil {
 			return nil, err
 		}
@@ -119,12 +148,41 @@ func pendingMode(ctx context.Context, st *stack, jobs int) (*pendingResult, erro
 		return nil, err
 	}
 	r.submits = stats.Submits - before.Submits
+
+	// A webhook job's timer is held in memory for a while after its
+	// submit (consumer/deferred.go), then written: wait until every
+	// pending job has its timer in FAL_PENDING, and sample once more, so
+	// that the footprint is measured with the timers stored too.
+	armStart := time.Now()
+	for {
+		n, err := pendingTimers(ctx, st)
+		if err != nil {
+			return nil, err
+		}
+		r.timers = n
+		if n >= int64(jobs) || time.Since(armStart) > timersArmedWithin {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-st.sut.done:
+			return nil, fmt.Errorf("falbridge exited (%v):\n%s", st.sut.err, st.sut.logTail(20))
+		case <-time.After(500 * time.Millisecond):
+		}
+		watchPeak()
+	}
+	r.timersAfter = time.Since(armStart).Seconds() + 3
+	if err := sample(); err != nil {
+		return nil, err
+	}
+	if err := st.getJSON(ctx, st.simURL+"/_sim/stats", &stats); err != nil {
+		return nil, err
+	}
 	r.polls = stats.StatusCalls - before.StatusCalls
 	r.held = stats.Running
+	watchPeak()
 	var err2 error
-	if _, r.sutPeak, err2 = memKiB(st.sut.pid()); err2 != nil {
-		return nil, err2
-	}
 	if _, r.natsPeak, err2 = memKiB(st.nats.pid()); err2 != nil {
 		return nil, err2
 	}

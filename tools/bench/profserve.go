@@ -49,7 +49,20 @@ func runProfServe(ctx context.Context, args []string) error {
 			pprof.StopCPUProfile()
 			err := f.Close()
 			f = nil
-			return err
+			if err != nil {
+				return err
+			}
+			// The allocations since start, beside the CPU profile: what
+			// the hot path makes the GC (and the RSS) pay for.
+			hf, err := os.Create(*out + ".allocs")
+			if err != nil {
+				return err
+			}
+			if err := pprof.Lookup("allocs").WriteTo(hf, 0); err != nil {
+				hf.Close()
+				return err
+			}
+			return hf.Close()
 		}
 		for {
 			select {

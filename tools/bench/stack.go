@@ -135,6 +135,9 @@ func startStack(ctx context.Context, ps *procs, bin string, o stackOptions) (*st
 		} else {
 			env = append(env, "FALBRIDGE_WEBHOOK_PUBLIC_URL=")
 		}
+		// BENCH_SUT_ENV: more of falbridge's environment, for experiments
+		// (FALBRIDGE_LIMITS_WORKERS=128 GOMEMLIMIT=48MiB …); last wins.
+		env = append(env, strings.Fields(os.Getenv("BENCH_SUT_ENV"))...)
 		exe, args := filepath.Join(bin, "falbridge"), []string{"serve"}
 		if o.cpuProfile != "" {
 			self, err := os.Executable()

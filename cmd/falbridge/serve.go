@@ -153,7 +153,7 @@ func natsError(err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, nats.ErrNoServers) || strings.Contains(err.Error(), "connect to NATS") {
+	if errors.Is(err, nats.ErrNoServers) || errors.Is(err, service.ErrNATSUnreachable) {
 		return unreachableError{err}
 	}
 	return err

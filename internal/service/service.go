@@ -137,7 +137,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
 	)...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", RedactURL(addrs.NATS), err)
+		return fmt.Errorf("connect to NATS at %s: %w: %w", RedactURL(addrs.NATS), ErrNATSUnreachable, err)
 	}
 	defer nc.Close()
 	if err := checkJetStream(ctx, nc, addrs.NATS); err != nil {
@@ -176,7 +176,13 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 		return err
 	}
 
-	js, _ := jetstream.New(nc)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		_ = pool.Stop(context.Background())
+		webhookLn.Close()
+		adminLn.Close()
+		return fmt.Errorf("jetstream: %w", err)
+	}
 	webhookMux := http.NewServeMux()
 	webhookMux.Handle(cfg.Webhook.Path, pool.WebhookHandler())
 	adminMux := http.NewServeMux()
@@ -244,6 +250,10 @@ func Run(ctx context.Context, cfg config.Config, o Options) (err error) {
 		return err
 	}
 }
+
+// ErrNATSUnreachable is wrapped by [Run]'s error when no NATS server of
+// nats.url could be reached at start.
+var ErrNATSUnreachable = errors.New("NATS unreachable")
 
 // ErrNoJetStream is returned by [Run] when the NATS server has JetStream
 // off (a nats-server started without -js).

@@ -129,3 +129,19 @@ func TestCleanShutdownLogsNoDisconnect(t *testing.T) {
 	require.NotContains(t, logs.String(), "nats disconnected", logs.String())
 	require.False(t, strings.Contains(logs.String(), `"level":"WARN"`), "no warning on a clean stop: %s", logs.String())
 }
+
+// An unreachable NATS is a typed error, so that the CLI can tell it apart
+// (exit code 3) without reading the message.
+func TestUnreachableNATSIsTyped(t *testing.T) {
+	t.Parallel()
+	cfg := config.Default()
+	cfg.Fal.Key = "a:b"
+	cfg.NATS.URL = "nats://127.0.0.1:1"
+	cfg.NATS.ConnectTimeout = time.Second
+	cfg.Webhook.Listen, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := Run(ctx, cfg, Options{})
+	require.ErrorIs(t, err, ErrNATSUnreachable)
+	require.ErrorContains(t, err, "nats://127.0.0.1:1")
+}

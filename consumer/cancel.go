@@ -67,7 +67,7 @@ func (p *Pool) cancelJob(ctx context.Context, id string) CancelReply {
 	ctx, cancel := context.WithTimeout(ctx, cancelTimeout)
 	defer cancel()
 	j, rev, err := p.store.get(ctx, id)
-	if errors.Is(err, errJobNotFound) {
+	if errors.Is(err, ErrJobNotFound) {
 		return CancelReply{ID: id, Status: "unknown", Message: "no job with this id"}
 	}
 	if err != nil {

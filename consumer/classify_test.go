@@ -76,8 +76,8 @@ func TestTerminalFilter(t *testing.T) {
 		{"a.res", "err", ""}, // different shapes: only the dedupe window guards
 	}
 	for _, tc := range cases {
-		got := terminalFilter(publisher.Subjects{ResultsPrefix: tc.results, ErrorsPrefix: tc.errs}, "x")
-		require.Equal(t, tc.want, got, "%s / %s", tc.results, tc.errs)
+		e := &emitter{pattern: terminalPattern(publisher.Subjects{ResultsPrefix: tc.results, ErrorsPrefix: tc.errs})}
+		require.Equal(t, tc.want, e.filter("x"), "%s / %s", tc.results, tc.errs)
 	}
 }
 

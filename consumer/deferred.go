@@ -197,7 +197,7 @@ func (p *Pool) decideDeferred(ctx context.Context, ts []deferredTimer) (armed in
 func (p *Pool) decideOne(ctx context.Context, t deferredTimer) (bool, error) {
 	j, _, err := p.store.get(ctx, t.id)
 	switch {
-	case errors.Is(err, errJobNotFound):
+	case errors.Is(err, ErrJobNotFound):
 		return false, nil
 	case err == nil && j.State != stateSubmitted:
 		return false, nil

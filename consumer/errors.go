@@ -12,8 +12,6 @@ var (
 
 	// errJobExists means the trigger id is already claimed.
 	errJobExists = errors.New("job exists")
-	// errJobNotFound means there is no job record for the id.
-	errJobNotFound = errors.New("job not found")
 	// errRevisionMismatch means another writer changed the job record first.
 	errRevisionMismatch = errors.New("job revision mismatch")
 )

@@ -49,17 +49,8 @@ func terminalPattern(s publisher.Subjects) string {
 	return strings.Join(out, ".")
 }
 
-// terminalFilter matches both terminal subjects of id (fal.*.<id>), or is
-// "" (see terminalPattern).
-func terminalFilter(s publisher.Subjects, id string) string {
-	if p := terminalPattern(s); p != "" {
-		return p + "." + id
-	}
-	return ""
-}
-
-// filter is terminalFilter for the emitter's subjects, without re-deriving
-// the pattern on every publish.
+// filter matches both terminal subjects of id (fal.*.<id>), or is "" (see
+// terminalPattern); the pattern is derived once, not on every publish.
 func (e *emitter) filter(id string) string {
 	if e.pattern == "" {
 		return ""
@@ -70,7 +61,7 @@ func (e *emitter) filter(id string) string {
 // publishTerminal publishes the one terminal event of a job. It returns
 // published=false, with no error, when a terminal event for the id already
 // exists: the Nats-Msg-Id dedupe catches a retry inside the duplicate window,
-// and the expected-last-subject-sequence of 0 on terminalFilter catches one at
+// and the expected-last-subject-sequence of 0 on filter catches one at
 // any later time, as long as the results stream keeps the first event.
 func (e *emitter) publishTerminal(ctx context.Context, id, subject, kind string, payload []byte, copyTo string) (bool, error) {
 	opts := []jetstream.PublishOpt{jetstream.WithMsgID(id)}

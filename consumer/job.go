@@ -199,7 +199,7 @@ func (s *jobStore) create(ctx context.Context, j *job) (uint64, error) {
 		if gerr == nil && cur.Write == j.Write {
 			return crev, nil
 		}
-		if gerr == nil || errors.Is(gerr, errJobNotFound) {
+		if gerr == nil || errors.Is(gerr, ErrJobNotFound) {
 			return 0, errJobExists
 		}
 		lastErr = gerr
@@ -210,7 +210,7 @@ func (s *jobStore) create(ctx context.Context, j *job) (uint64, error) {
 func (s *jobStore) get(ctx context.Context, id string) (*job, uint64, error) {
 	e, err := s.kv.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return nil, 0, errJobNotFound
+		return nil, 0, ErrJobNotFound
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("get job %s: %w", id, err)
@@ -269,8 +269,8 @@ func (s *jobStore) put(ctx context.Context, next *job, rev uint64) (uint64, erro
 			return crev, nil // ours: the reply was lost, the write applied
 		case gerr == nil && crev != rev:
 			return 0, &conflictError{cur: cur, rev: crev}
-		case errors.Is(gerr, errJobNotFound):
-			return 0, fmt.Errorf("update job %s: %w", next.ID, errJobNotFound)
+		case errors.Is(gerr, ErrJobNotFound):
+			return 0, fmt.Errorf("update job %s: %w", next.ID, ErrJobNotFound)
 		case gerr != nil:
 			lastErr = gerr
 		}

@@ -47,7 +47,7 @@ func LookupJob(ctx context.Context, js jetstream.JetStream, bucket, id string) (
 		return nil, fmt.Errorf("job bucket %q: %w", bucket, err)
 	}
 	j, rev, err := (&jobStore{kv: kv}).get(ctx, id)
-	if errors.Is(err, errJobNotFound) {
+	if errors.Is(err, ErrJobNotFound) {
 		return nil, fmt.Errorf("%w: %s", ErrJobNotFound, id)
 	}
 	if err != nil {

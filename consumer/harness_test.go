@@ -21,6 +21,7 @@ import (
 	"github.com/falbridge/falbridge/consumer"
 	"github.com/falbridge/falbridge/falclient"
 	"github.com/falbridge/falbridge/internal/falsim"
+	"github.com/falbridge/falbridge/internal/falsim/falsimtest"
 	"github.com/falbridge/falbridge/internal/natstest"
 	"github.com/falbridge/falbridge/publisher"
 )
@@ -32,7 +33,7 @@ type testBundle struct {
 	srv     *natstest.Server
 	nc      *nats.Conn
 	js      jetstream.JetStream
-	sim     *falsim.TestServer
+	sim     *falsimtest.Server
 	fal     *falclient.Client
 	cfg     config.Config
 	webhook *httptest.Server
@@ -64,7 +65,7 @@ func setup(t testing.TB, mods ...func(*setupOpts)) *testBundle {
 	var err error
 	b.js, err = jetstream.New(b.nc)
 	require.NoError(t, err)
-	b.sim = falsim.NewTestServer(t, o.sim)
+	b.sim = falsimtest.New(t, o.sim)
 	b.webhook = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := b.current.Load()
 		if p == nil {

@@ -20,11 +20,12 @@ import (
 
 	"github.com/falbridge/falbridge/falclient"
 	"github.com/falbridge/falbridge/internal/falsim"
+	"github.com/falbridge/falbridge/internal/falsim/falsimtest"
 )
 
 // simBundle is one simulator and a client pointed at it.
 type simBundle struct {
-	sim *falsim.TestServer
+	sim *falsimtest.Server
 	c   *falclient.Client
 }
 
@@ -33,7 +34,7 @@ func setupSim(t *testing.T, cfg falsim.Config, opts ...falclient.Option) simBund
 	if cfg.Latency == 0 {
 		cfg.Latency = 20 * time.Millisecond
 	}
-	sim := falsim.NewTestServer(t, cfg)
+	sim := falsimtest.New(t, cfg)
 	all := append([]falclient.Option{
 		falclient.WithKey(testKey),
 		falclient.WithQueueURL(sim.QueueURL),
@@ -574,7 +575,7 @@ func receive(t *testing.T, ch <-chan captured) captured {
 func TestSimWebhookVerification(t *testing.T) {
 	t.Parallel()
 	b := setupSim(t, falsim.Config{})
-	other := falsim.NewTestServer(t, falsim.Config{}) // a second key pair
+	other := falsimtest.New(t, falsim.Config{}) // a second key pair
 	ctx := context.Background()
 	hookURL, hooks := webhookReceiver(t)
 
@@ -745,7 +746,7 @@ func TestSimStartTimeout(t *testing.T) {
 
 func TestObserverSeesEveryAttempt(t *testing.T) {
 	t.Parallel()
-	sim := falsim.NewTestServer(t, falsim.Config{Latency: 10 * time.Millisecond, Faults: falsim.Faults{RateLimitRate: 1}})
+	sim := falsimtest.New(t, falsim.Config{Latency: 10 * time.Millisecond, Faults: falsim.Faults{RateLimitRate: 1}})
 	var (
 		mu       sync.Mutex
 		attempts []falclient.Attempt
@@ -777,7 +778,7 @@ func TestObserverSeesEveryAttempt(t *testing.T) {
 // for has a price, an unknown endpoint is left out.
 func TestSimPricing(t *testing.T) {
 	t.Parallel()
-	sim := falsim.NewTestServer(t, falsim.Config{})
+	sim := falsimtest.New(t, falsim.Config{})
 	c, err := falclient.New(falclient.WithKey(testKey), falclient.WithPlatformURL(sim.PlatformURL), falclient.WithRetry(fastRetry))
 	require.NoError(t, err)
 	ids := []string{"fal-ai/flux/schnell", "fal-ai/flux/dev", "fal-ai/no-such-model"}

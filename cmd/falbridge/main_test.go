@@ -321,3 +321,14 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestBinaryLinksNoTestCode: the falbridge binary does not link the testing
+// package (the simulator's test server once put it there, with httptest).
+func TestBinaryLinksNoTestCode(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, pkg := range strings.Fields(string(out)) {
+		require.NotContains(t, []string{"testing", "net/http/httptest", "github.com/stretchr/testify/require"}, pkg)
+	}
+}

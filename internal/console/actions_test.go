@@ -17,6 +17,7 @@ import (
 
 	"github.com/falbridge/falbridge/config"
 	"github.com/falbridge/falbridge/internal/falsim"
+	"github.com/falbridge/falbridge/internal/falsim/falsimtest"
 	"github.com/falbridge/falbridge/publisher"
 )
 
@@ -25,7 +26,7 @@ import (
 // cancel subject and the job ends canceled.
 func TestActionsThroughService(t *testing.T) {
 	t.Parallel()
-	sim := falsim.NewTestServer(t, falsim.Config{Latency: 30 * time.Second})
+	sim := falsimtest.New(t, falsim.Config{Latency: 30 * time.Second})
 	addrs := devService(t, sim, func(c *config.Config) { c.Admin.ConsoleToken = "console-s3cret" })
 	nc, err := nats.Connect(addrs.NATS)
 	require.NoError(t, err)
@@ -83,7 +84,7 @@ func TestActionsThroughService(t *testing.T) {
 func TestConsoleOffByDefault(t *testing.T) {
 	t.Parallel()
 	require.False(t, config.Default().Admin.Console)
-	sim := falsim.NewTestServer(t, falsim.Config{})
+	sim := falsimtest.New(t, falsim.Config{})
 	addrs := devService(t, sim, func(c *config.Config) { c.Admin.Console = false })
 	resp, err := http.Get("http://" + addrs.Admin + "/console/")
 	require.NoError(t, err)
@@ -95,7 +96,7 @@ func TestConsoleOffByDefault(t *testing.T) {
 // waiting work, from the admission record every replica shares.
 func TestOverviewShowsCaps(t *testing.T) {
 	t.Parallel()
-	sim := falsim.NewTestServer(t, falsim.Config{Latency: 30 * time.Second})
+	sim := falsimtest.New(t, falsim.Config{Latency: 30 * time.Second})
 	addrs := devService(t, sim, func(c *config.Config) { c.Limits.MaxPending = 2 })
 	nc, err := nats.Connect(addrs.NATS)
 	require.NoError(t, err)

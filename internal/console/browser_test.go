@@ -18,6 +18,7 @@ import (
 
 	"github.com/falbridge/falbridge/config"
 	"github.com/falbridge/falbridge/internal/falsim"
+	"github.com/falbridge/falbridge/internal/falsim/falsimtest"
 	"github.com/falbridge/falbridge/internal/service"
 	"github.com/falbridge/falbridge/publisher"
 )
@@ -41,7 +42,7 @@ func artifactDir(t *testing.T) string {
 
 // devService runs the service as `falbridge dev` does (config.Dev: console
 // on, embedded NATS) against an in-process simulator, on loopback port 0.
-func devService(t *testing.T, sim *falsim.TestServer, mod func(*config.Config)) service.Addrs {
+func devService(t *testing.T, sim *falsimtest.Server, mod func(*config.Config)) service.Addrs {
 	t.Helper()
 	cfg := config.Dev()
 	cfg.NATS.Embedded.Listen = "127.0.0.1:0"
@@ -91,7 +92,7 @@ func devService(t *testing.T, sim *falsim.TestServer, mod func(*config.Config)) 
 // publishes a new job linked to it.
 func TestBrowser(t *testing.T) {
 	t.Parallel()
-	sim := falsim.NewTestServer(t, falsim.Config{Latency: 400 * time.Millisecond})
+	sim := falsimtest.New(t, falsim.Config{Latency: 400 * time.Millisecond})
 	addrs := devService(t, sim, nil)
 	br := startBrowser(t)
 	art := artifactDir(t)

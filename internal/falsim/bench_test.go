@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/falbridge/falbridge/internal/falsim"
+	"github.com/falbridge/falbridge/internal/falsim/falsimtest"
 )
 
 // benchInput completes as soon as it runs, so the benchmarks measure the
@@ -19,7 +20,7 @@ var benchInput = []byte(`{"prompt":"a fox","_sim":{"latency_ms":0}}`)
 // HTTP: submit, poll status until COMPLETED, fetch the result. One op is
 // one request's whole life (at least three HTTP calls).
 func BenchmarkSubmitStatusResult(b *testing.B) {
-	ts := falsim.NewTestServer(b, falsim.Config{Retention: 0})
+	ts := falsimtest.New(b, falsim.Config{Retention: 0})
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
 	defer client.CloseIdleConnections()
 	call := func(method, url string, body []byte) (int, []byte) {

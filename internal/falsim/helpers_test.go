@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/falbridge/falbridge/internal/falsim"
+	"github.com/falbridge/falbridge/internal/falsim/falsimtest"
 )
 
 const testKey = "Key test-id:test-secret"
@@ -21,12 +22,12 @@ const testKey = "Key test-id:test-secret"
 // testBundle is one test's simulator and helpers to call it.
 type testBundle struct {
 	t  *testing.T
-	ts *falsim.TestServer
+	ts *falsimtest.Server
 }
 
 func setup(t *testing.T, cfg falsim.Config) *testBundle {
 	t.Helper()
-	return &testBundle{t: t, ts: falsim.NewTestServer(t, cfg)}
+	return &testBundle{t: t, ts: falsimtest.New(t, cfg)}
 }
 
 // reply is a buffered HTTP response.

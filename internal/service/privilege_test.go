@@ -17,6 +17,7 @@ import (
 
 	"github.com/falbridge/falbridge/config"
 	"github.com/falbridge/falbridge/internal/falsim"
+	"github.com/falbridge/falbridge/internal/falsim/falsimtest"
 	"github.com/falbridge/falbridge/internal/natstest"
 	"github.com/falbridge/falbridge/publisher"
 )
@@ -78,7 +79,7 @@ func requireDenied(t *testing.T, nc *nats.Conn, errs <-chan error, subject strin
 func TestLeastPrivilege(t *testing.T) {
 	t.Parallel()
 	srv := leastPrivilegeServer(t)
-	sim := falsim.NewTestServer(t, falsim.Config{Latency: 20 * time.Millisecond, Seed: 9, WebhookRetryDelay: 20 * time.Millisecond})
+	sim := falsimtest.New(t, falsim.Config{Latency: 20 * time.Millisecond, Seed: 9, WebhookRetryDelay: 20 * time.Millisecond})
 	r := runService(t, srv, sim, true, func(c *config.Config) {
 		c.NATS.User, c.NATS.Password = "falbridge", "bridge-pw"
 		c.Polling.SweepInterval = 200 * time.Millisecond

@@ -20,6 +20,7 @@ import (
 
 	"github.com/falbridge/falbridge/config"
 	"github.com/falbridge/falbridge/internal/falsim"
+	"github.com/falbridge/falbridge/internal/falsim/falsimtest"
 	"github.com/falbridge/falbridge/internal/natstest"
 	"github.com/falbridge/falbridge/publisher"
 )
@@ -35,7 +36,7 @@ type running struct {
 
 // runService starts Run in the background against srv and a simulator and
 // returns once it is ready.
-func runService(t *testing.T, srv *natstest.Server, sim *falsim.TestServer, webhook bool, mod func(*config.Config)) *running {
+func runService(t *testing.T, srv *natstest.Server, sim *falsimtest.Server, webhook bool, mod func(*config.Config)) *running {
 	t.Helper()
 	cfg := config.Default()
 	cfg.NATS.URL = srv.ClientURL()
@@ -98,7 +99,7 @@ func get(t *testing.T, url string) (int, string) {
 func TestMetricsHealthAndNoSecretsInLogs(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Run(t)
-	sim := falsim.NewTestServer(t, falsim.Config{Latency: 20 * time.Millisecond, Seed: 5, WebhookRetryDelay: 20 * time.Millisecond})
+	sim := falsimtest.New(t, falsim.Config{Latency: 20 * time.Millisecond, Seed: 5, WebhookRetryDelay: 20 * time.Millisecond})
 	// File storage: the streams must survive the NATS restart below.
 	r := runService(t, srv, sim, true, func(c *config.Config) { c.Streams.Storage = "file" })
 
@@ -232,7 +233,7 @@ func TestMetricsHealthAndNoSecretsInLogs(t *testing.T) {
 func TestPollingMetrics(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Run(t)
-	sim := falsim.NewTestServer(t, falsim.Config{Latency: 150 * time.Millisecond, Seed: 6})
+	sim := falsimtest.New(t, falsim.Config{Latency: 150 * time.Millisecond, Seed: 6})
 	r := runService(t, srv, sim, false, nil)
 	js, err := jetstream.New(srv.Connect(t))
 	require.NoError(t, err)
@@ -275,7 +276,7 @@ func TestUnauthorizedKeyIsNotLogged(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Run(t)
 	// The simulator accepts another key: every call is a 401.
-	sim := falsim.NewTestServer(t, falsim.Config{Latency: 10 * time.Millisecond, Keys: []string{"other:key"}})
+	sim := falsimtest.New(t, falsim.Config{Latency: 10 * time.Millisecond, Keys: []string{"other:key"}})
 	r := runService(t, srv, sim, true, nil)
 	nc := srv.Connect(t)
 	js, err := jetstream.New(nc)
@@ -347,7 +348,7 @@ func (s *syncBuffer) String() string {
 func TestMadeUpModelsDoNotPolluteMetrics(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Run(t)
-	sim := falsim.NewTestServer(t, falsim.Config{Latency: 10 * time.Millisecond, Seed: 7, WebhookRetryDelay: 20 * time.Millisecond})
+	sim := falsimtest.New(t, falsim.Config{Latency: 10 * time.Millisecond, Seed: 7, WebhookRetryDelay: 20 * time.Millisecond})
 	r := runService(t, srv, sim, true, nil)
 	js, err := jetstream.New(srv.Connect(t))
 	require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/falbridge/falbridge/config"
 	"github.com/falbridge/falbridge/internal/falsim"
+	"github.com/falbridge/falbridge/internal/falsim/falsimtest"
 	"github.com/falbridge/falbridge/internal/natstest"
 )
 
@@ -91,7 +92,7 @@ func TestRunStartupErrors(t *testing.T) {
 func TestCleanShutdownLogsNoDisconnect(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Run(t)
-	sim := falsim.NewTestServer(t, falsim.Config{Latency: 10 * time.Millisecond})
+	sim := falsimtest.New(t, falsim.Config{Latency: 10 * time.Millisecond})
 	cfg := config.Default()
 	cfg.NATS.URL = srv.ClientURL()
 	cfg.Fal.Key = falKey

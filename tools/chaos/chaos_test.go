@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/falbridge/falbridge/internal/falsim"
+	"github.com/falbridge/falbridge/internal/falsim/falsimtest"
 )
 
 func TestWrongOutcome(t *testing.T) {
@@ -69,7 +70,7 @@ func TestLogTime(t *testing.T) {
 // URL and ledger.
 func proxied(t *testing.T, f proxyFaults) (string, *falProxy) {
 	t.Helper()
-	sim := falsim.NewTestServer(t, falsim.Config{Latency: 10 * time.Millisecond})
+	sim := falsimtest.New(t, falsim.Config{Latency: 10 * time.Millisecond})
 	p := newFalProxy(strings.TrimPrefix(sim.URL, "http://"), newLedger())
 	p.faults.Store(&f)
 	srv := httptest.NewServer(p)

@@ -1,14 +1,19 @@
-package falsim
+// Package falsimtest runs the fal simulator behind an httptest server for
+// tests in any package. It lives apart from falsim so that the testing
+// package is never linked into the falbridge binary.
+package falsimtest
 
 import (
 	"net/http/httptest"
 	"testing"
+
+	"github.com/falbridge/falbridge/internal/falsim"
 )
 
-// TestServer is a Sim behind an httptest server on 127.0.0.1, for tests in
+// Server is a falsim.Sim behind an httptest server on 127.0.0.1, for tests in
 // any package. Its URL fields are what falclient's options take.
-type TestServer struct {
-	*Sim
+type Server struct {
+	*falsim.Sim
 	// Server is the underlying httptest server.
 	Server *httptest.Server
 	// URL is the base URL, "http://127.0.0.1:port".
@@ -28,12 +33,12 @@ type TestServer struct {
 	PlatformURL string
 }
 
-// NewTestServer starts a simulator configured by cfg and stops it when the
+// New starts a simulator configured by cfg and stops it when the
 // test ends. Tests typically set a small Latency (20ms). It fails the test
 // if cfg is invalid.
-func NewTestServer(tb testing.TB, cfg Config) *TestServer {
+func New(tb testing.TB, cfg falsim.Config) *Server {
 	tb.Helper()
-	sim, err := New(cfg)
+	sim, err := falsim.New(cfg)
 	if err != nil {
 		tb.Fatalf("falsim: %v", err)
 	}
@@ -44,7 +49,7 @@ func NewTestServer(tb testing.TB, cfg Config) *TestServer {
 		_ = sim.Close()
 		srv.Close()
 	})
-	return &TestServer{
+	return &Server{
 		Sim:      sim,
 		Server:   srv,
 		URL:      srv.URL,

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/term"
+
+	"github.com/falbridge/falbridge/publisher"
 )
 
 // isTerminal reports whether w is a terminal, so that progress can be
@@ -158,7 +160,7 @@ func (p *jobProgress) update(state string, pos *int, logs []falLog) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	text := state
-	if pos != nil && state == "IN_QUEUE" {
+	if pos != nil && state == publisher.StateInQueue {
 		text = fmt.Sprintf("%s (position %d)", state, *pos)
 	}
 	p.state = text

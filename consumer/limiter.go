@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/falbridge/falbridge/config"
 )
 
 // modelSlotWait is how long a worker waits for a per-model slot before it
@@ -16,23 +18,19 @@ const (
 // modelLimiter bounds how many triggers of one model are being submitted or
 // run at once on this replica.
 type modelLimiter struct {
-	def  int
-	per  map[string]int
-	mu   sync.Mutex
-	sems map[string]chan struct{}
+	limits config.Limits // ModelLimit gives each model's bound
+	mu     sync.Mutex
+	sems   map[string]chan struct{}
 }
 
-func newModelLimiter(def int, per map[string]int) *modelLimiter {
-	return &modelLimiter{def: def, per: per, sems: map[string]chan struct{}{}}
+func newModelLimiter(limits config.Limits) *modelLimiter {
+	return &modelLimiter{limits: limits, sems: map[string]chan struct{}{}}
 }
 
 // acquire takes a slot for model, waiting up to wait. The returned release
 // func is nil when no slot was free in time.
 func (l *modelLimiter) acquire(ctx context.Context, model string, wait time.Duration) func() {
-	n := l.def
-	if v, ok := l.per[model]; ok {
-		n = v
-	}
+	n := l.limits.ModelLimit(model)
 	if n <= 0 {
 		return func() {}
 	}

@@ -202,7 +202,7 @@ func New(nc *nats.Conn, fal Fal, cfg config.Config, opts ...Option) (*Pool, erro
 	p.syncRuns = make(chan struct{}, min(cfg.Limits.MaxSyncRuns, cfg.Limits.Workers))
 	p.webhookBase = cfg.Webhook.URL()
 	p.emit = &emitter{js: js, nc: nc, subjects: p.subjects, pattern: terminalPattern(p.subjects), log: p.log}
-	p.limiter = newModelLimiter(cfg.Limits.MaxInFlightPerModel, cfg.Limits.ModelLimits)
+	p.limiter = newModelLimiter(cfg.Limits)
 	configured, err := cfg.Spend.PriceTable()
 	if err != nil {
 		return nil, fmt.Errorf("consumer: spend.prices: %w", err)

@@ -244,7 +244,7 @@ func (b *testBundle) cancel(id string, want ...string) {
 	}
 	reply, err := b.nc.Request("fal.cancel."+id, nil, 10*time.Second)
 	require.NoError(b.t, err)
-	var cr consumer.CancelReply
+	var cr publisher.CancelReply
 	require.NoError(b.t, json.Unmarshal(reply.Data, &cr))
 	require.Contains(b.t, want, cr.Status, "%s: %s", id, reply.Data)
 }
@@ -264,7 +264,7 @@ func TestCancelWhileWaitingIsFree(t *testing.T) {
 
 	reply, err := b.nc.Request("fal.cancel.waiter", nil, 10*time.Second)
 	require.NoError(t, err)
-	var cr consumer.CancelReply
+	var cr publisher.CancelReply
 	require.NoError(t, json.Unmarshal(reply.Data, &cr))
 	require.Equal(t, "canceled", cr.Status, string(reply.Data))
 	_, ev := b.terminal("waiter")

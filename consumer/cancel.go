@@ -24,20 +24,8 @@ const cancelTimeout = 15 * time.Second
 // subscription's own buffer holds the rest.
 const cancelConcurrency = 16
 
-// CancelReply is the JSON answer to a request on the cancel subject.
-type CancelReply struct {
-	// ID is the trigger id.
-	ID string `json:"id"`
-	// Status is one of "canceled", "cancel_requested" (fal was asked to
-	// stop a running job; its outcome, canceled or the result, follows),
-	// "already_done", "already_completed" (fal finished first; the result
-	// follows), "unknown" or "error".
-	Status  string `json:"status"`
-	Message string `json:"message,omitempty"`
-}
-
 // handleCancel serves fal.cancel.<trigger id> (core NATS; a request gets a
-// CancelReply, a plain publish works too).
+// publisher.CancelReply, a plain publish works too).
 // Each request is served on its own goroutine, at most cancelConcurrency at
 // once: a cancel waits on fal, and one slow answer must not hold up the rest.
 func (p *Pool) handleCancel(m *nats.Msg) {
@@ -60,38 +48,38 @@ func (p *Pool) handleCancel(m *nats.Msg) {
 	}()
 }
 
-func (p *Pool) cancelJob(ctx context.Context, id string) CancelReply {
+func (p *Pool) cancelJob(ctx context.Context, id string) publisher.CancelReply {
 	if !publisher.ValidID(id) {
-		return CancelReply{ID: id, Status: "error", Message: "invalid trigger id"}
+		return publisher.CancelReply{ID: id, Status: publisher.CancelError, Message: "invalid trigger id"}
 	}
 	ctx, cancel := context.WithTimeout(ctx, cancelTimeout)
 	defer cancel()
 	j, rev, err := p.store.get(ctx, id)
 	if errors.Is(err, ErrJobNotFound) {
-		return CancelReply{ID: id, Status: "unknown", Message: "no job with this id"}
+		return publisher.CancelReply{ID: id, Status: publisher.CancelUnknown, Message: "no job with this id"}
 	}
 	if err != nil {
-		return CancelReply{ID: id, Status: "error", Message: err.Error()}
+		return publisher.CancelReply{ID: id, Status: publisher.CancelError, Message: err.Error()}
 	}
 	if j.State == stateDone {
-		return CancelReply{ID: id, Status: "already_done", Message: "job already ended: " + j.Outcome}
+		return publisher.CancelReply{ID: id, Status: publisher.CancelAlreadyDone, Message: "job already ended: " + j.Outcome}
 	}
 	if j.State == stateSubmitted {
 		err := p.fal.Cancel(ctx, j.ModelID, j.RequestID)
 		switch {
 		case errors.Is(err, falclient.ErrAlreadyCompleted):
-			return CancelReply{ID: id, Status: "already_completed", Message: "fal finished the job first; its result follows"}
+			return publisher.CancelReply{ID: id, Status: publisher.CancelAlreadyCompleted, Message: "fal finished the job first; its result follows"}
 		case err == nil:
 			return p.awaitCancel(ctx, j, rev)
 		case !errors.Is(err, falclient.ErrNotFound):
-			return CancelReply{ID: id, Status: "error", Message: fmt.Sprintf("cancel at fal: %v", err)}
+			return publisher.CancelReply{ID: id, Status: publisher.CancelError, Message: fmt.Sprintf("cancel at fal: %v", err)}
 		}
 		// fal does not know the request (any more): nothing runs there.
 	}
 	f := failure{Code: publisher.CodeCanceled, Message: "canceled by request on " + p.subjects.Cancel(id)}
 	published, err := p.finish(ctx, j, rev, nil, &f, viaCancel)
 	if err != nil {
-		return CancelReply{ID: id, Status: "error", Message: err.Error()}
+		return publisher.CancelReply{ID: id, Status: publisher.CancelError, Message: err.Error()}
 	}
 	if v, ok := p.running.Load(id); ok {
 		v.(context.CancelCauseFunc)(errCanceledByUser)
@@ -101,11 +89,11 @@ func (p *Pool) cancelJob(ctx context.Context, id string) CancelReply {
 		// at once, and that webhook may end the job first: with our cancel
 		// as the cause. finish has reloaded the record, so its outcome says.
 		if j.Outcome == string(publisher.CodeCanceled) {
-			return CancelReply{ID: id, Status: "canceled"}
+			return publisher.CancelReply{ID: id, Status: publisher.CancelCanceled}
 		}
-		return CancelReply{ID: id, Status: "already_done", Message: "job had already ended: " + j.Outcome}
+		return publisher.CancelReply{ID: id, Status: publisher.CancelAlreadyDone, Message: "job had already ended: " + j.Outcome}
 	}
-	return CancelReply{ID: id, Status: "canceled"}
+	return publisher.CancelReply{ID: id, Status: publisher.CancelCanceled}
 }
 
 // awaitCancel decides after fal accepted a cancel of a submitted job. A
@@ -114,7 +102,7 @@ func (p *Pool) cancelJob(ctx context.Context, id string) CancelReply {
 // output is the result). So falbridge records the request and looks once:
 // if fal has an outcome already, the job ends with it; if not, fal's webhook
 // or the job's timer, brought forward, ends it with whatever fal says.
-func (p *Pool) awaitCancel(ctx context.Context, j *job, rev uint64) CancelReply {
+func (p *Pool) awaitCancel(ctx context.Context, j *job, rev uint64) publisher.CancelReply {
 	next := *j
 	next.CancelRequestedAt = p.now().UTC()
 	nrev, err := p.store.put(ctx, &next, rev)
@@ -123,7 +111,7 @@ func (p *Pool) awaitCancel(ctx context.Context, j *job, rev uint64) CancelReply 
 	case errors.As(err, &conflict) && conflict.cur.State == stateDone:
 		return p.cancelOutcome(conflict.cur)
 	case err != nil:
-		return CancelReply{ID: j.ID, Status: "error", Message: fmt.Sprintf("record the cancel: %v", err)}
+		return publisher.CancelReply{ID: j.ID, Status: publisher.CancelError, Message: fmt.Sprintf("record the cancel: %v", err)}
 	}
 	*j, rev = next, nrev
 	// The webhook handler reads this cache first: it must see the cancel
@@ -146,17 +134,17 @@ func (p *Pool) awaitCancel(ctx context.Context, j *job, rev uint64) CancelReply 
 	if aerr := p.arm(actx, j.ID, p.now().Add(p.cfg.Polling.MinInterval)); aerr != nil {
 		p.log.Warn("cancel: bring timer forward failed", "trigger_id", j.ID, "err", aerr)
 	}
-	return CancelReply{ID: j.ID, Status: "cancel_requested", Message: "fal was asked to cancel the running job; " +
+	return publisher.CancelReply{ID: j.ID, Status: publisher.CancelRequested, Message: "fal was asked to cancel the running job; " +
 		"its outcome follows: canceled if the app stops, else its result (billed)"}
 }
 
 // cancelOutcome is the reply for a job that ended after a cancel request.
-func (p *Pool) cancelOutcome(j *job) CancelReply {
+func (p *Pool) cancelOutcome(j *job) publisher.CancelReply {
 	if j.Outcome == string(publisher.CodeCanceled) {
-		return CancelReply{ID: j.ID, Status: "canceled"}
+		return publisher.CancelReply{ID: j.ID, Status: publisher.CancelCanceled}
 	}
 	if j.Outcome == "result" {
-		return CancelReply{ID: j.ID, Status: "already_completed", Message: "fal finished the job before the cancel took effect; its result is published"}
+		return publisher.CancelReply{ID: j.ID, Status: publisher.CancelAlreadyCompleted, Message: "fal finished the job before the cancel took effect; its result is published"}
 	}
-	return CancelReply{ID: j.ID, Status: "already_done", Message: "job ended: " + j.Outcome}
+	return publisher.CancelReply{ID: j.ID, Status: publisher.CancelAlreadyDone, Message: "job ended: " + j.Outcome}
 }

@@ -565,7 +565,7 @@ func TestCancelWhileQueued(t *testing.T) {
 
 		reply, err := b.nc.Request(b.cfg.Subjects.Cancel+".cancel-1", nil, 5*time.Second)
 		require.NoError(t, err)
-		var cr consumer.CancelReply
+		var cr publisher.CancelReply
 		require.NoError(t, json.Unmarshal(reply.Data, &cr))
 		require.Equal(t, "canceled", cr.Status, cr.Message)
 
@@ -724,7 +724,7 @@ func TestCancelWhileRunning(t *testing.T) {
 		id := fmt.Sprintf("running-%d", i)
 		reply, err := b.nc.Request(b.cfg.Subjects.Cancel+"."+id, nil, 5*time.Second)
 		require.NoError(t, err)
-		var cr consumer.CancelReply
+		var cr publisher.CancelReply
 		require.NoError(t, json.Unmarshal(reply.Data, &cr))
 		require.Equal(t, "canceled", cr.Status, "%s: %s", id, cr.Message)
 		_, ev := b.terminal(id)

@@ -310,7 +310,7 @@ func TestCancelsAreServedConcurrently(t *testing.T) {
 	b.requireSettled()
 
 	var wg sync.WaitGroup
-	replies := make([]consumer.CancelReply, len(ids)+1)
+	replies := make([]publisher.CancelReply, len(ids)+1)
 	began := time.Now()
 	for i, id := range append(ids, "cc-unknown") {
 		wg.Go(func() {

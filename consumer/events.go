@@ -14,10 +14,6 @@ import (
 	"github.com/falbridge/falbridge/publisher"
 )
 
-// EventHeader names the header that tells a result from an error on subjects
-// that may carry both (a trigger's result_subject).
-const EventHeader = "Falbridge-Event"
-
 // emitter publishes the events downstream of a job.
 type emitter struct {
 	js       jetstream.JetStream
@@ -68,7 +64,7 @@ func (e *emitter) publishTerminal(ctx context.Context, id, subject, kind string,
 	if f := e.filter(id); f != "" {
 		opts = append(opts, jetstream.WithExpectLastSequenceForSubject(0, f))
 	}
-	msg := &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{EventHeader: []string{kind}}}
+	msg := &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{publisher.EventHeader: []string{kind}}}
 	ack, err := e.js.PublishMsg(ctx, msg, opts...)
 	if isWrongLastSequence(err) {
 		return false, nil
@@ -82,7 +78,7 @@ func (e *emitter) publishTerminal(ctx context.Context, id, subject, kind string,
 	if copyTo != "" {
 		// A convenience copy for the trigger's result_subject: core NATS,
 		// at most once. The durable record is the event in the results stream.
-		cp := &nats.Msg{Subject: copyTo, Data: payload, Header: nats.Header{EventHeader: []string{kind}}}
+		cp := &nats.Msg{Subject: copyTo, Data: payload, Header: nats.Header{publisher.EventHeader: []string{kind}}}
 		if err := e.nc.PublishMsg(cp); err != nil {
 			e.log.Warn("copy to result_subject failed", "trigger_id", id, "subject", copyTo, "err", err)
 		}
@@ -106,7 +102,7 @@ func (e *emitter) existingOutcome(ctx context.Context, id string) string {
 	if err != nil {
 		return "unknown"
 	}
-	if m.Header.Get(EventHeader) == "result" {
+	if m.Header.Get(publisher.EventHeader) == "result" {
 		return "result"
 	}
 	var ev struct {
@@ -157,7 +153,7 @@ func (e *emitter) publishStatus(st *publisher.Status) {
 		e.log.Warn("encode status event", "trigger_id", st.ID, "err", err)
 		return
 	}
-	msg := &nats.Msg{Subject: e.subjects.Status(st.ID), Data: b, Header: nats.Header{EventHeader: []string{"status"}}}
+	msg := &nats.Msg{Subject: e.subjects.Status(st.ID), Data: b, Header: nats.Header{publisher.EventHeader: []string{"status"}}}
 	if err := e.nc.PublishMsg(msg); err != nil {
 		e.log.Debug("status publish failed", "trigger_id", st.ID, "err", err)
 	}

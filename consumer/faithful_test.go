@@ -73,7 +73,7 @@ func TestFaithfulStoredServerErrorIsFinal(t *testing.T) {
 
 // cancelWhenRunning waits until fal runs the job, then asks falbridge to
 // cancel it and returns the reply.
-func cancelWhenRunning(t *testing.T, b *testBundle, id string) consumer.CancelReply {
+func cancelWhenRunning(t *testing.T, b *testBundle, id string) publisher.CancelReply {
 	t.Helper()
 	var rid string
 	waitFor(t, "submitted", func() bool {
@@ -86,7 +86,7 @@ func cancelWhenRunning(t *testing.T, b *testBundle, id string) consumer.CancelRe
 	})
 	m, err := b.nc.Request(b.cfg.Subjects.Cancel+"."+id, nil, 10*time.Second)
 	require.NoError(t, err)
-	var reply consumer.CancelReply
+	var reply publisher.CancelReply
 	require.NoError(t, json.Unmarshal(m.Data, &reply))
 	return reply
 }

@@ -274,7 +274,7 @@ func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case err != nil:
 		return fmt.Errorf("cancel %s: %w", id, err)
 	}
-	var reply consumer.CancelReply
+	var reply publisher.CancelReply
 	if err := json.Unmarshal(msg.Data, &reply); err != nil {
 		return fmt.Errorf("cancel %s: unreadable answer %q: %w", id, shorten(string(msg.Data), 200), err)
 	}
@@ -289,7 +289,7 @@ func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		fmt.Fprintln(stdout)
 	}
-	if reply.Status == "error" || reply.Status == "unknown" {
+	if reply.Status == publisher.CancelError || reply.Status == publisher.CancelUnknown {
 		return jobFailedError{"cancel " + id + ": " + reply.Status}
 	}
 	return nil

@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/falbridge/falbridge/consumer"
 	"github.com/falbridge/falbridge/publisher"
 )
 
@@ -132,7 +131,7 @@ func (c *Console) cancel(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		notice = "cancel: " + err.Error()
 	default:
-		var rep consumer.CancelReply
+		var rep publisher.CancelReply
 		if json.Unmarshal(msg.Data, &rep) != nil {
 			notice = "cancel: unreadable reply"
 		} else {

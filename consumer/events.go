@@ -158,16 +158,3 @@ func (e *emitter) publishStatus(st *publisher.Status) {
 		e.log.Debug("status publish failed", "trigger_id", st.ID, "err", err)
 	}
 }
-
-// rawTrigger returns body as JSON for the error event's trigger field: the
-// body itself when it is valid JSON, else a JSON string of it.
-func rawTrigger(body []byte) json.RawMessage {
-	if len(body) == 0 {
-		return nil
-	}
-	if json.Valid(body) {
-		return json.RawMessage(body)
-	}
-	b, _ := json.Marshal(string(body))
-	return b
-}

@@ -629,7 +629,7 @@ func (p *Pool) reject(ctx context.Context, d *delivery, id string, t *publisher.
 	now := p.now()
 	rec := &job{
 		V: jobRecordVersion, ID: id, State: stateDone, Mode: publisher.ModeQueue,
-		Trigger: rawTrigger(d.body), TriggerSeq: d.seq, Attempts: int(d.delivered),
+		Trigger: publisher.TriggerJSON(d.body), TriggerSeq: d.seq, Attempts: int(d.delivered),
 		ReceivedAt: d.receivedAt, Deadline: d.receivedAt, CompletedAt: now.UTC(), Outcome: string(code),
 	}
 	if t != nil {
@@ -659,16 +659,8 @@ func (p *Pool) reject(ctx context.Context, d *delivery, id string, t *publisher.
 		p.log.Warn("claim of rejected trigger failed; will retry", "trigger_id", id, "err", err)
 		return nakAfter(natsDelays.after(int(d.delivered), 0))
 	}
-	ev := &publisher.Error{
-		ID:       id,
-		ModelID:  rec.ModelID,
-		Code:     code,
-		Message:  message,
-		Attempts: int(d.delivered),
-		Trigger:  rawTrigger(d.body),
-		Metadata: rec.Metadata,
-		At:       now.UTC(),
-	}
+	ev := publisher.RejectedError(id, code, message, d.body, now)
+	ev.ModelID, ev.Attempts, ev.Metadata = rec.ModelID, int(d.delivered), rec.Metadata
 	published, err := p.emit.publishError(wctx, ev, rec.ResultSubject)
 	if err != nil {
 		p.log.Warn("publish error event failed; will retry", "trigger_id", id, "err", err)

@@ -286,3 +286,26 @@ type Status struct {
 	Partial       json.RawMessage `json:"partial,omitempty"`
 	At            time.Time       `json:"at"`
 }
+
+// RejectedError is the error event of a trigger refused before any fal
+// call (code [CodeInvalidTrigger], [CodeInvalidModel], …): the one
+// constructor for the engine and for clients that check triggers before
+// publishing them (falbridge publish --batch), so both answer alike. body is
+// the trigger as received: echoed as JSON when it is valid JSON, else as a
+// JSON string.
+func RejectedError(id string, code Code, message string, body []byte, at time.Time) *Error {
+	return &Error{ID: id, Code: code, Message: message, Trigger: TriggerJSON(body), At: at.UTC()}
+}
+
+// TriggerJSON is body as the JSON value events echo: the body itself when it
+// is valid JSON, a JSON string of it when not, nil when empty.
+func TriggerJSON(body []byte) json.RawMessage {
+	if len(body) == 0 {
+		return nil
+	}
+	if json.Valid(body) {
+		return json.RawMessage(body)
+	}
+	b, _ := json.Marshal(string(body))
+	return b
+}

@@ -206,12 +206,8 @@ func (b *batch) run(ctx context.Context, prefix string, l batchLine) error {
 		if id == "" {
 			id = fmt.Sprintf("%s-%d", prefix, l.n)
 		}
-		trig := json.RawMessage(l.body)
-		if !json.Valid(l.body) {
-			trig, _ = json.Marshal(string(l.body))
-		}
-		b.finish(nil, &publisher.Error{ID: id, Code: publisher.CodeInvalidTrigger,
-			Message: fmt.Sprintf("line %d: %v (not published)", l.n, err), Trigger: trig, At: time.Now().UTC()}, false)
+		b.finish(nil, publisher.RejectedError(id, publisher.CodeInvalidTrigger,
+			fmt.Sprintf("line %d: %v (not published)", l.n, err), l.body, time.Now()), false)
 		return nil
 	}
 	if err != nil {

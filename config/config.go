@@ -5,10 +5,16 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/falbridge/falbridge/falclient"
+	"github.com/falbridge/falbridge/publisher"
 )
 
 // Defaults of every key. Each constant is the value [Default] uses for the key
-// named in its comment.
+// named in its comment. Names of streams and subjects, fal's URLs, the retry
+// values and the webhook tolerance are declared once, by publisher and
+// falclient (the packages that use them without a config), and referred to
+// here.
 const (
 	// NATSNameDefault is nats.name, the client name shown by the server.
 	NATSNameDefault = "falbridge"
@@ -26,15 +32,15 @@ const (
 	// StorageDefault is streams.storage.
 	StorageDefault = StorageFile
 	// RequestsStreamDefault is streams.requests.
-	RequestsStreamDefault = "FAL_REQUESTS"
+	RequestsStreamDefault = publisher.RequestsStreamDefault
 	// ResultsStreamDefault is streams.results.
-	ResultsStreamDefault = "FAL_RESULTS"
+	ResultsStreamDefault = publisher.ResultsStreamDefault
 	// StatusStreamDefault is streams.status.
-	StatusStreamDefault = "FAL_STATUS"
+	StatusStreamDefault = publisher.StatusStreamDefault
 	// PendingStreamDefault is streams.pending.
-	PendingStreamDefault = "FAL_PENDING"
+	PendingStreamDefault = publisher.PendingStreamDefault
 	// JobsBucketDefault is streams.jobs_bucket.
-	JobsBucketDefault = "fal_jobs"
+	JobsBucketDefault = publisher.JobsBucketDefault
 	// ResultsMaxAgeDefault is streams.results_max_age.
 	ResultsMaxAgeDefault = 168 * time.Hour
 	// StatusMaxAgeDefault is streams.status_max_age.
@@ -47,43 +53,43 @@ const (
 	MaxTriggerBytesDefault = 1 << 20
 
 	// RequestsSubjectDefault is subjects.requests.
-	RequestsSubjectDefault = "fal.requests.>"
+	RequestsSubjectDefault = publisher.RequestsSubjectDefault
 	// ResultsPrefixDefault is subjects.results.
-	ResultsPrefixDefault = "fal.results"
+	ResultsPrefixDefault = publisher.ResultsPrefixDefault
 	// ErrorsPrefixDefault is subjects.errors.
-	ErrorsPrefixDefault = "fal.errors"
+	ErrorsPrefixDefault = publisher.ErrorsPrefixDefault
 	// StatusPrefixDefault is subjects.status.
-	StatusPrefixDefault = "fal.status"
+	StatusPrefixDefault = publisher.StatusPrefixDefault
 	// CancelPrefixDefault is subjects.cancel.
-	CancelPrefixDefault = "fal.cancel"
+	CancelPrefixDefault = publisher.CancelPrefixDefault
 	// ResultSubjectAllowDefault is the one pattern of
 	// subjects.result_subject_allow: a trigger's result_subject may name any
 	// subject under "app.", the prefix documented for users' own subjects.
-	ResultSubjectAllowDefault = "app.>"
+	ResultSubjectAllowDefault = publisher.ResultSubjectAllowDefault
 	// PendingNamespace is the first token of the subjects falbridge keeps
 	// to itself (the poller's timers live on
 	// "falbridge.<streams.pending lower-cased>.<id>"). It is not a key.
 	PendingNamespace = "falbridge"
 
 	// QueueURLDefault is fal.queue_url.
-	QueueURLDefault = "https://queue.fal.run"
+	QueueURLDefault = falclient.QueueURLDefault
 	// RunURLDefault is fal.run_url.
-	RunURLDefault = "https://fal.run"
+	RunURLDefault = falclient.RunURLDefault
 	// JWKSURLDefault and JWKSURLAlphaDefault are fal.jwks_url: fal
 	// publishes its webhook keys on the current host and the one older docs
 	// give, and has not said which is authoritative (fal-protocol §11.5).
-	JWKSURLDefault      = "https://rest.fal.ai/.well-known/jwks.json"
-	JWKSURLAlphaDefault = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+	JWKSURLDefault      = falclient.JWKSURLDefault
+	JWKSURLAlphaDefault = falclient.JWKSURLAlphaDefault
 	// PlatformURLDefault is fal.platform_url.
-	PlatformURLDefault = "https://api.fal.ai/v1"
+	PlatformURLDefault = falclient.PlatformURLDefault
 	// RequestTimeoutDefault is fal.request_timeout.
-	RequestTimeoutDefault = 60 * time.Second
+	RequestTimeoutDefault = falclient.RequestTimeoutDefault
 	// MaxAttemptsDefault is fal.max_attempts.
-	MaxAttemptsDefault = 5
+	MaxAttemptsDefault = falclient.MaxAttemptsDefault
 	// RetryInitialDefault is fal.retry_initial.
-	RetryInitialDefault = 500 * time.Millisecond
+	RetryInitialDefault = falclient.InitialIntervalDefault
 	// RetryMaxDefault is fal.retry_max.
-	RetryMaxDefault = 30 * time.Second
+	RetryMaxDefault = falclient.MaxIntervalDefault
 
 	// WebhookListenDefault is webhook.listen.
 	WebhookListenDefault = ":8080"
@@ -92,7 +98,7 @@ const (
 	// WebhookVerifyDefault is webhook.verify.
 	WebhookVerifyDefault = true
 	// WebhookToleranceDefault is webhook.tolerance.
-	WebhookToleranceDefault = 5 * time.Minute
+	WebhookToleranceDefault = falclient.WebhookToleranceDefault
 	// WebhookMaxBodyBytesDefault is webhook.max_body_bytes (2 MiB): twice
 	// NATS's default max_payload. A result larger than one NATS message can
 	// only end as result_too_large, which the poller reaches without the

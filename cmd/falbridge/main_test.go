@@ -332,3 +332,26 @@ func TestBinaryLinksNoTestCode(t *testing.T) {
 		require.NotContains(t, []string{"testing", "net/http/httptest", "github.com/stretchr/testify/require"}, pkg)
 	}
 }
+
+// TestImportsPointOneWay: the wire contracts (publisher) and the fal client
+// know nothing of the engine or its configuration; config knows nothing of
+// the engine; the simulator stands alone.
+func TestImportsPointOneWay(t *testing.T) {
+	t.Parallel()
+	const mod = "github.com/falbridge/falbridge/"
+	forbidden := map[string][]string{
+		"publisher":       {"config", "consumer", "falclient", "internal/service", "internal/console", "internal/falsim"},
+		"falclient":       {"config", "consumer", "publisher", "internal/service", "internal/console", "internal/falsim"},
+		"config":          {"consumer", "internal/service", "internal/console"},
+		"consumer":        {"internal/service", "internal/console", "internal/falsim"},
+		"internal/falsim": {"config", "consumer", "publisher", "falclient", "internal/service"},
+	}
+	for pkg, bad := range forbidden {
+		out, err := exec.Command("go", "list", "-deps", mod+pkg).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		deps := strings.Fields(string(out))
+		for _, b := range bad {
+			require.NotContains(t, deps, mod+b, "%s must not depend on %s", pkg, b)
+		}
+	}
+}

@@ -263,10 +263,11 @@ func (p *Pool) fetchResult(ctx context.Context, j *job, rev uint64, via string, 
 			return p.pollFailed(ctx, j, rev, err, "result")
 		}
 		announced := st != nil && (st.Error != "" || st.ErrorType != "")
-		if apiErr.StatusCode >= 500 && !announced {
+		// Past its deadline the job ends now, with what fal answers.
+		if apiErr.StatusCode >= 500 && !announced && p.now().Before(j.Deadline) {
 			if reads := p.unannounced.seen(j.ID, apiErr.StatusCode); reads < confirmReads {
 				p.log.Info("result read gave a server error the status did not announce; reading it again", "trigger_id", j.ID, "request_id", j.RequestID, "reads", reads, "err", err)
-				return nakAfter(min(max(p.pollDelays().after(reads+1, 0), 10*time.Millisecond), max(j.Deadline.Sub(p.now()), 10*time.Millisecond)))
+				return nakAfter(min(max(p.pollDelays().after(reads+1, 0), 10*time.Millisecond), j.Deadline.Sub(p.now())+10*time.Millisecond))
 			}
 		}
 		p.unannounced.forget(j.ID)

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/falbridge/falbridge/config"
+	"github.com/falbridge/falbridge/publisher"
 )
 
 // sim drives decide without NATS: one record, waiters asking in random
@@ -300,17 +301,17 @@ func TestLimitsInfoWaitReason(t *testing.T) {
 	s.arrive("b0", "B", "m/x", "high")
 	s.rec.Limits = &recordLimits{MaxPending: 1, At: s.now}
 	li := &LimitsInfo{On: true, rec: s.rec, at: s.now}
-	require.Equal(t, "limits.max_pending (1)", li.WaitReason(&JobInfo{ID: "a1", State: "waiting", ModelID: "m/x", Tenant: "A"}))
+	require.Equal(t, "limits.max_pending (1)", li.WaitReason(&publisher.JobInfo{ID: "a1", State: "waiting", ModelID: "m/x", Tenant: "A"}))
 	delete(li.rec.Jobs, "a0")
 	require.Equal(t, `its turn: tenant "B" was admitted longer ago (round-robin between tenants)`,
-		li.WaitReason(&JobInfo{ID: "a1", State: "waiting", ModelID: "m/x", Tenant: "A"}))
-	require.Contains(t, li.WaitReason(&JobInfo{ID: "b0", State: "waiting", ModelID: "m/x", Tenant: "B", Priority: "high"}), "a slot is free for it")
-	require.Empty(t, li.WaitReason(&JobInfo{ID: "x", State: "submitted"}))
+		li.WaitReason(&publisher.JobInfo{ID: "a1", State: "waiting", ModelID: "m/x", Tenant: "A"}))
+	require.Contains(t, li.WaitReason(&publisher.JobInfo{ID: "b0", State: "waiting", ModelID: "m/x", Tenant: "B", Priority: "high"}), "a slot is free for it")
+	require.Empty(t, li.WaitReason(&publisher.JobInfo{ID: "x", State: "submitted"}))
 	_, ok := li.rec.Jobs["b0"]
 	require.False(t, ok, "explaining changes nothing")
 
 	li.rec.Limits = nil
-	require.Empty(t, li.WaitReason(&JobInfo{ID: "a1", State: "waiting", ModelID: "m/x", Tenant: "A"}))
+	require.Empty(t, li.WaitReason(&publisher.JobInfo{ID: "a1", State: "waiting", ModelID: "m/x", Tenant: "A"}))
 }
 
 // How often a waiter asks: about 25 times a second per lane at the front,

@@ -55,7 +55,7 @@ func (p *Pool) cancelJob(ctx context.Context, id string) publisher.CancelReply {
 	ctx, cancel := context.WithTimeout(ctx, cancelTimeout)
 	defer cancel()
 	j, rev, err := p.store.get(ctx, id)
-	if errors.Is(err, ErrJobNotFound) {
+	if errors.Is(err, publisher.ErrJobNotFound) {
 		return publisher.CancelReply{ID: id, Status: publisher.CancelUnknown, Message: "no job with this id"}
 	}
 	if err != nil {

@@ -659,16 +659,16 @@ func TestLookupJob(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	waitFor(t, "done", func() bool {
-		ji, err := consumer.LookupJob(ctx, b.js, b.cfg.Streams.JobsBucket, "look-1")
+		ji, err := publisher.LookupJob(ctx, b.js, b.cfg.Streams.JobsBucket, "look-1")
 		return err == nil && ji.State == "done"
 	})
-	ji, err := consumer.LookupJob(ctx, b.js, b.cfg.Streams.JobsBucket, "look-1")
+	ji, err := publisher.LookupJob(ctx, b.js, b.cfg.Streams.JobsBucket, "look-1")
 	require.NoError(t, err)
 	require.Equal(t, "result", ji.Outcome)
 	require.Equal(t, "fal-ai/flux/schnell", ji.ModelID)
 	require.NotEmpty(t, ji.RequestID)
-	_, err = consumer.LookupJob(ctx, b.js, b.cfg.Streams.JobsBucket, "nope")
-	require.ErrorIs(t, err, consumer.ErrJobNotFound)
+	_, err = publisher.LookupJob(ctx, b.js, b.cfg.Streams.JobsBucket, "nope")
+	require.ErrorIs(t, err, publisher.ErrJobNotFound)
 }
 
 // A trigger queued behind a model at its in-flight limit is Nak'ed again and

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/falbridge/falbridge/publisher"
 )
 
 // A webhook job's timer is the safety net for a webhook that never comes;
@@ -197,7 +199,7 @@ func (p *Pool) decideDeferred(ctx context.Context, ts []deferredTimer) (armed in
 func (p *Pool) decideOne(ctx context.Context, t deferredTimer) (bool, error) {
 	j, _, err := p.store.get(ctx, t.id)
 	switch {
-	case errors.Is(err, ErrJobNotFound):
+	case errors.Is(err, publisher.ErrJobNotFound):
 		return false, nil
 	case err == nil && j.State != stateSubmitted:
 		return false, nil

@@ -86,7 +86,7 @@ func (b *testBundle) jobState(id string) string {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	info, err := consumer.LookupJob(ctx, b.js, b.cfg.Streams.JobsBucket, id)
+	info, err := publisher.LookupJob(ctx, b.js, b.cfg.Streams.JobsBucket, id)
 	require.NoError(b.t, err)
 	return info.State
 }

@@ -204,7 +204,7 @@ func (b *testBundle) requestID(id string) string {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	info, err := consumer.LookupJob(ctx, b.js, b.cfg.Streams.JobsBucket, id)
+	info, err := publisher.LookupJob(ctx, b.js, b.cfg.Streams.JobsBucket, id)
 	if err != nil || info == nil {
 		return ""
 	}

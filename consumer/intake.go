@@ -285,7 +285,7 @@ func (p *Pool) lease(j *job, now time.Time) {
 // the ambiguous window. It decides from the stored record only.
 func (p *Pool) handleClaimed(ctx context.Context, d *delivery, t *publisher.Trigger, id string) verdict {
 	j, rev, err := p.store.get(ctx, id)
-	if errors.Is(err, ErrJobNotFound) {
+	if errors.Is(err, publisher.ErrJobNotFound) {
 		// Deleted (TTL) between create and get: try again shortly.
 		return nakAfter(natsDelays.after(1, 0))
 	}

@@ -199,7 +199,7 @@ func (s *jobStore) create(ctx context.Context, j *job) (uint64, error) {
 		if gerr == nil && cur.Write == j.Write {
 			return crev, nil
 		}
-		if gerr == nil || errors.Is(gerr, ErrJobNotFound) {
+		if gerr == nil || errors.Is(gerr, publisher.ErrJobNotFound) {
 			return 0, errJobExists
 		}
 		lastErr = gerr
@@ -210,7 +210,7 @@ func (s *jobStore) create(ctx context.Context, j *job) (uint64, error) {
 func (s *jobStore) get(ctx context.Context, id string) (*job, uint64, error) {
 	e, err := s.kv.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return nil, 0, ErrJobNotFound
+		return nil, 0, publisher.ErrJobNotFound
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("get job %s: %w", id, err)
@@ -269,8 +269,8 @@ func (s *jobStore) put(ctx context.Context, next *job, rev uint64) (uint64, erro
 			return crev, nil // ours: the reply was lost, the write applied
 		case gerr == nil && crev != rev:
 			return 0, &conflictError{cur: cur, rev: crev}
-		case errors.Is(gerr, ErrJobNotFound):
-			return 0, fmt.Errorf("update job %s: %w", next.ID, ErrJobNotFound)
+		case errors.Is(gerr, publisher.ErrJobNotFound):
+			return 0, fmt.Errorf("update job %s: %w", next.ID, publisher.ErrJobNotFound)
 		case gerr != nil:
 			lastErr = gerr
 		}

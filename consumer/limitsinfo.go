@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/falbridge/falbridge/config"
+	"github.com/falbridge/falbridge/publisher"
 )
 
 // LimitsInfo is the public, read-only view of the admission record: the
@@ -171,7 +172,7 @@ func (li *LimitsInfo) admission() *admission {
 
 // WaitReason says what a waiting job waits for: the cap or budget that is
 // full, or whose turn it is; "" when job is not waiting or the caps are off.
-func (li *LimitsInfo) WaitReason(info *JobInfo) string {
+func (li *LimitsInfo) WaitReason(info *publisher.JobInfo) string {
 	if !li.On || li.rec.Limits == nil || info == nil || info.State != string(stateWaiting) {
 		return ""
 	}

@@ -176,7 +176,7 @@ func (p *Pool) handleTimer(ctx context.Context, msg jetstream.Msg) verdict {
 		return ack() // ended here (by its webhook, most often): no KV read
 	}
 	j, rev, err := p.store.get(ctx, tm.ID)
-	if errors.Is(err, ErrJobNotFound) {
+	if errors.Is(err, publisher.ErrJobNotFound) {
 		return ack()
 	}
 	if err != nil {

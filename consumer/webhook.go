@@ -118,7 +118,7 @@ func (p *Pool) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		j, rev, err = p.store.get(ctx, id)
 	}
 	switch {
-	case errors.Is(err, ErrJobNotFound):
+	case errors.Is(err, publisher.ErrJobNotFound):
 		p.log.Warn("webhook for unknown job", "trigger_id", id, "request_id", wh.RequestID)
 		p.reply(w, http.StatusOK, "unknown_job", "")
 		return

@@ -1,12 +1,15 @@
 package publisher_test
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/falbridge/falbridge/internal/natstest"
 	"github.com/falbridge/falbridge/publisher"
 )
 
@@ -48,4 +51,37 @@ func TestRejectedError(t *testing.T) {
 			require.True(t, ev.At.Equal(at))
 		})
 	}
+}
+
+func TestLookupJob(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Run(t)
+	js, err := jetstream.New(srv.Connect(t))
+	require.NoError(t, err)
+	ctx := context.Background()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "jobs_test", Storage: jetstream.MemoryStorage})
+	require.NoError(t, err)
+
+	_, err = publisher.LookupJob(ctx, js, "jobs_test", "nope")
+	require.ErrorIs(t, err, publisher.ErrJobNotFound)
+	require.ErrorContains(t, err, "nope")
+
+	// A record as the engine writes it, with fields JobInfo does not name.
+	rev, err := kv.Put(ctx, "job-1", []byte(`{"v":2,"id":"job-1","state":"submitted","model_id":"fal-ai/flux/dev","mode":"queue","request_id":"rid-1","attempts":1,"webhook":true,"owner":"x","w":"abc","received_at":"2026-12-02T12:00:00Z","deadline":"2026-12-02T13:00:00Z"}`))
+	require.NoError(t, err)
+	info, err := publisher.LookupJob(ctx, js, "jobs_test", "job-1")
+	require.NoError(t, err)
+	require.Equal(t, "submitted", info.State)
+	require.Equal(t, "rid-1", info.RequestID)
+	require.True(t, info.Webhook)
+	require.Equal(t, rev, info.Revision)
+
+	_, err = kv.Put(ctx, "job-2", []byte(`{not json`))
+	require.NoError(t, err)
+	_, err = publisher.LookupJob(ctx, js, "jobs_test", "job-2")
+	require.ErrorContains(t, err, "decode job job-2")
+	require.NotErrorIs(t, err, publisher.ErrJobNotFound)
+
+	_, err = publisher.LookupJob(ctx, js, "no_such_bucket", "job-1")
+	require.ErrorContains(t, err, `job bucket "no_such_bucket"`)
 }

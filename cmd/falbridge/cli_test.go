@@ -20,7 +20,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
-	"github.com/falbridge/falbridge/consumer"
 	"github.com/falbridge/falbridge/internal/natstest"
 	"github.com/falbridge/falbridge/publisher"
 )
@@ -599,7 +598,7 @@ func TestClientTriggerNotTakenYet(t *testing.T) {
 func TestPrintStatusRetryReason(t *testing.T) {
 	t.Parallel()
 	var b bytes.Buffer
-	printStatus(&b, "r-1", &jobStatus{Job: &consumer.JobInfo{ID: "r-1", State: "retry", ModelID: "fal-ai/flux/schnell", Mode: "queue",
+	printStatus(&b, "r-1", &jobStatus{Job: &publisher.JobInfo{ID: "r-1", State: "retry", ModelID: "fal-ai/flux/schnell", Mode: "queue",
 		Attempts: 2, RetryReason: "fal answered 429 (rate limited)", ReceivedAt: time.Now()}})
 	require.Contains(t, b.String(), "state     retry\nretrying  fal answered 429 (rate limited)\n")
 }

@@ -110,9 +110,9 @@ func lookupRecord(ctx context.Context, c *client, id string) (*jobStatus, error)
 		return nil, explain(err)
 	}
 	st.Waiting = raw != nil
-	job, err := consumer.LookupJob(ctx, c.js, publisher.JobsBucketDefault, id)
+	job, err := publisher.LookupJob(ctx, c.js, publisher.JobsBucketDefault, id)
 	switch {
-	case errors.Is(err, consumer.ErrJobNotFound):
+	case errors.Is(err, publisher.ErrJobNotFound):
 	case err != nil:
 		return nil, explain(err)
 	default:
@@ -171,8 +171,8 @@ func lookupEvents(ctx context.Context, c *client, id string, st *jobStatus) erro
 type jobStatus struct {
 	// Waiting is true while the trigger sits in the trigger stream, not yet
 	// taken by falbridge (published on the default subject for its id).
-	Waiting bool              `json:"waiting,omitempty"`
-	Job     *consumer.JobInfo `json:"job,omitempty"`
+	Waiting bool               `json:"waiting,omitempty"`
+	Job     *publisher.JobInfo `json:"job,omitempty"`
 	// WaitsFor says what a job in state waiting waits for: the cap or
 	// budget that is full, or whose turn it is (falbridge limits).
 	WaitsFor   string            `json:"waits_for,omitempty"`

@@ -1,7 +1,8 @@
-package consumer
+package publisher
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -9,11 +10,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ErrJobNotFound is returned by LookupJob for an id with no job record.
-var ErrJobNotFound = errors.New("consumer: no job with this id")
+// ErrJobNotFound is returned by [LookupJob] for an id with no job record.
+var ErrJobNotFound = errors.New("no job with this id")
 
-// JobInfo is the public, read-only view of a job record, for tools such as
-// `falbridge status`.
+// JobInfo is the read-only view of a job record in falbridge's job bucket
+// (streams.jobs_bucket, default [JobsBucketDefault]): the part of the record
+// that is a contract for tools such as `falbridge status`. The engine writes
+// more fields; these keep their names and meaning.
 type JobInfo struct {
 	ID string `json:"id"`
 	// State is "waiting" (for a slot under the caps on pending jobs),
@@ -35,29 +38,28 @@ type JobInfo struct {
 	SubmittedAt time.Time `json:"submitted_at,omitzero"`
 	CompletedAt time.Time `json:"completed_at,omitzero"`
 	Deadline    time.Time `json:"deadline"`
-	// Revision is the KV revision of the record.
+	// Revision is the KV revision of the record (not stored in it).
 	Revision uint64 `json:"revision"`
 }
 
-// LookupJob reads the job record of trigger id from the KV bucket.
-// It returns ErrJobNotFound when there is none.
+// LookupJob reads the job record of trigger id from the job bucket. It
+// returns an error wrapping [ErrJobNotFound] when there is none.
 func LookupJob(ctx context.Context, js jetstream.JetStream, bucket, id string) (*JobInfo, error) {
 	kv, err := js.KeyValue(ctx, bucket)
 	if err != nil {
 		return nil, fmt.Errorf("job bucket %q: %w", bucket, err)
 	}
-	j, rev, err := (&jobStore{kv: kv}).get(ctx, id)
-	if errors.Is(err, ErrJobNotFound) {
+	e, err := kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil, fmt.Errorf("%w: %s", ErrJobNotFound, id)
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("get job %s: %w", id, err)
 	}
-	return &JobInfo{
-		ID: j.ID, State: string(j.State), ModelID: j.ModelID, Tenant: j.Tenant, Priority: j.Priority, Mode: string(j.Mode),
-		RequestID: j.RequestID, Outcome: j.Outcome, Attempts: j.Attempts, Webhook: j.Webhook,
-		RetryReason: j.RetryReason,
-		ReceivedAt:  j.ReceivedAt, SubmittedAt: j.SubmittedAt, CompletedAt: j.CompletedAt,
-		Deadline: j.Deadline, Revision: rev,
-	}, nil
+	var info JobInfo
+	if err := json.Unmarshal(e.Value(), &info); err != nil {
+		return nil, fmt.Errorf("decode job %s: %w", id, err)
+	}
+	info.Revision = e.Revision()
+	return &info, nil
 }

@@ -568,8 +568,13 @@ func TestBudgetStopsAdmission(t *testing.T) {
 // from taking every slot. Three replicas share the admission record; B's 10
 // jobs must finish before A's 100th (the bound asserted), and the record's
 // cost per admitted job is measured.
+//
+// Not parallel: the round-robin hands a lane's turn on when its waiters do
+// not ask within 2 s, so a process starved of CPU by the rest of the suite
+// under -race (B's waiters asking late) moves the figure — in one make test
+// run B's 10 were done at A's 116th, against 13–61 when the test has the
+// process to itself. The bound is the issue's; the starvation case is noted.
 func TestFairnessAcrossReplicas(t *testing.T) {
-	t.Parallel()
 	const nA, nB = 2000, 10
 	b := setup(t, func(o *setupOpts) {
 		o.quiet = true

@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -447,36 +444,24 @@ func TestRateLimitStormWithRetryAfter(t *testing.T) {
 // upstream failed before fal saw it. Other calls pass through.
 func gatewayClient(t *testing.T, b *testBundle, n int64, code int, rid string) (*falclient.Client, *atomic.Int64) {
 	t.Helper()
-	target, err := url.Parse(b.sim.QueueURL)
-	require.NoError(t, err)
 	left := &atomic.Int64{}
 	left.Store(n)
-	rp := httputil.NewSingleHostReverseProxy(target)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && !strings.Contains(r.URL.Path, "/requests/") && left.Add(-1) >= 0 {
-			if rid != "" {
-				w.Header().Set("X-Fal-Request-Id", rid)
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(code)
-				_, _ = fmt.Fprintf(w, `{"detail":%q}`, http.StatusText(code))
-				return
-			}
-			w.Header().Set("Content-Type", "text/html")
-			w.WriteHeader(code)
-			_, _ = fmt.Fprintf(w, "<html><body><center><h1>%d %s</h1></center><hr><center>nginx</center></body></html>", code, http.StatusText(code))
-			return
+	c := b.frontedClient(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPost || strings.Contains(r.URL.Path, "/requests/") || left.Add(-1) < 0 {
+			return false
 		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	c, err := falclient.New(
-		falclient.WithKey(falclient.Key(b.cfg.Fal.Key.Reveal())),
-		falclient.WithQueueURL(srv.URL),
-		falclient.WithRunURL(b.cfg.Fal.RunURL),
-		falclient.WithJWKSURL(b.cfg.Fal.JWKSURLs...),
-		falclient.WithRetry(falclient.RetryPolicy{MaxAttempts: 2, InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond}),
-	)
-	require.NoError(t, err)
+		if rid != "" {
+			w.Header().Set("X-Fal-Request-Id", rid)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(code)
+			_, _ = fmt.Fprintf(w, `{"detail":%q}`, http.StatusText(code))
+			return true
+		}
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(code)
+		_, _ = fmt.Fprintf(w, "<html><body><center><h1>%d %s</h1></center><hr><center>nginx</center></body></html>", code, http.StatusText(code))
+		return true
+	}, falclient.RetryPolicy{MaxAttempts: 2, InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond})
 	return c, left
 }
 

@@ -9,9 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -241,27 +238,16 @@ func TestRefusedSubmitIsRecordedBeforeAnyBackoff(t *testing.T) {
 	b := setup(t)
 	// fal answers the first submit 429; the client's own policy would wait
 	// 3 s before its next attempt.
-	simURL, err := url.Parse(b.sim.QueueURL)
-	require.NoError(t, err)
-	proxy := httputil.NewSingleHostReverseProxy(simURL)
 	var refused atomic.Int32
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && refused.CompareAndSwap(0, 1) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusTooManyRequests)
-			_, _ = w.Write([]byte(`{"detail":"Rate limit exceeded"}`))
-			return
+	fal := b.frontedClient(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPost || !refused.CompareAndSwap(0, 1) {
+			return false
 		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(front.Close)
-	fal, err := falclient.New(
-		falclient.WithKey(falclient.Key(b.cfg.Fal.Key.Reveal())),
-		falclient.WithQueueURL(front.URL),
-		falclient.WithRunURL(b.sim.RunURL),
-		falclient.WithRetry(falclient.RetryPolicy{MaxAttempts: 5, InitialInterval: 3 * time.Second, MaxInterval: 3 * time.Second}),
-	)
-	require.NoError(t, err)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = w.Write([]byte(`{"detail":"Rate limit exceeded"}`))
+		return true
+	}, falclient.RetryPolicy{MaxAttempts: 5, InitialInterval: 3 * time.Second, MaxInterval: 3 * time.Second})
 	b.start(b.newPool(fal))
 
 	b.publish("r", `{"id":"refused-1","model_id":"fal-ai/flux/schnell","input":{"prompt":"p"}}`)

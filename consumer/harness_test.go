@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -272,3 +274,29 @@ func (c *countingFal) max() int {
 }
 
 func triggerID(i int) string { return fmt.Sprintf("job-%03d", i) }
+
+// frontedClient is a fal client whose queue calls pass through a server in
+// front of the simulator: front answers a call itself when it returns true
+// (a proxy or ingress answering in fal's stead), else the call reaches the
+// simulator. retry is the client's policy.
+func (b *testBundle) frontedClient(front func(w http.ResponseWriter, r *http.Request) bool, retry falclient.RetryPolicy) *falclient.Client {
+	b.t.Helper()
+	target, err := url.Parse(b.sim.QueueURL)
+	require.NoError(b.t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !front(w, r) {
+			proxy.ServeHTTP(w, r)
+		}
+	}))
+	b.t.Cleanup(srv.Close)
+	c, err := falclient.New(
+		falclient.WithKey(falclient.Key(b.cfg.Fal.Key.Reveal())),
+		falclient.WithQueueURL(srv.URL),
+		falclient.WithRunURL(b.cfg.Fal.RunURL),
+		falclient.WithJWKSURL(b.cfg.Fal.JWKSURLs...),
+		falclient.WithRetry(retry),
+	)
+	require.NoError(b.t, err)
+	return c
+}

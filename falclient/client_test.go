@@ -30,7 +30,7 @@ func TestNewInvalidOptions(t *testing.T) {
 		{"WithRunURL", falclient.WithRunURL("")},
 		{"WithJWKSURL", falclient.WithJWKSURL("jwks.json")},
 		{"WithJWKSURL", falclient.WithJWKSURL()},
-		{"WithJWKSURL", falclient.WithJWKSURL("https://rest.fal.ai/.well-known/jwks.json", "ftp://x/jwks.json")},
+		{"WithJWKSURL", falclient.WithJWKSURL("https://keys.example.com/jwks.json", "ftp://x/jwks.json")},
 		{"WithHTTPClient", falclient.WithHTTPClient(nil)},
 		{"WithMaxConnsPerHost", falclient.WithMaxConnsPerHost(0)},
 		{"WithRetry", falclient.WithRetry(falclient.RetryPolicy{MaxAttempts: -1})},

@@ -479,7 +479,7 @@ func TestNewVerifierInvalid(t *testing.T) {
 	t.Parallel()
 	for name, o := range map[string]falclient.VerifierOptions{
 		"VerifierOptions.JWKSURL":         {JWKSURL: "not a url"},
-		"VerifierOptions.JWKSURLs":        {JWKSURLs: []string{"https://rest.fal.ai/.well-known/jwks.json", "/relative"}},
+		"VerifierOptions.JWKSURLs":        {JWKSURLs: []string{"https://keys.example.com/jwks.json", "/relative"}},
 		"VerifierOptions.Tolerance":       {Tolerance: -1},
 		"VerifierOptions.CacheTTL":        {CacheTTL: -1},
 		"VerifierOptions.RefetchInterval": {RefetchInterval: -1},

@@ -28,17 +28,11 @@ func TestActionsThroughService(t *testing.T) {
 	t.Parallel()
 	sim := falsimtest.New(t, falsim.Config{Latency: 30 * time.Second})
 	addrs := devService(t, sim, func(c *config.Config) { c.Admin.ConsoleToken = "console-s3cret" })
-	nc, err := nats.Connect(addrs.NATS)
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	pub, err := publisher.New(js)
-	require.NoError(t, err)
+	pub := publisherOn(t, addrs.NATS)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	id := "slow-" + strings.ReplaceAll(t.Name(), "/", "_")
-	_, _, err = pub.Publish(ctx, &publisher.Trigger{ID: id, ModelID: "fal-ai/flux/schnell", Input: json.RawMessage(`{"prompt":"p"}`)})
+	_, _, err := pub.Publish(ctx, &publisher.Trigger{ID: id, ModelID: "fal-ai/flux/schnell", Input: json.RawMessage(`{"prompt":"p"}`)})
 	require.NoError(t, err)
 
 	noRedirect := &http.Client{Timeout: 25 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -98,17 +92,11 @@ func TestOverviewShowsCaps(t *testing.T) {
 	t.Parallel()
 	sim := falsimtest.New(t, falsim.Config{Latency: 30 * time.Second})
 	addrs := devService(t, sim, func(c *config.Config) { c.Limits.MaxPending = 2 })
-	nc, err := nats.Connect(addrs.NATS)
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	pub, err := publisher.New(js)
-	require.NoError(t, err)
+	pub := publisherOn(t, addrs.NATS)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := range 3 {
-		_, _, err = pub.Publish(ctx, &publisher.Trigger{ID: fmt.Sprintf("capped-%d", i), ModelID: "fal-ai/flux/schnell", Tenant: "team-a",
+		_, _, err := pub.Publish(ctx, &publisher.Trigger{ID: fmt.Sprintf("capped-%d", i), ModelID: "fal-ai/flux/schnell", Tenant: "team-a",
 			Input: json.RawMessage(`{"prompt":"p","_sim":{"cancel":"honour"}}`)})
 		require.NoError(t, err)
 	}
@@ -125,4 +113,17 @@ func TestOverviewShowsCaps(t *testing.T) {
 	}, 20*time.Second, 50*time.Millisecond, "overview: %s", body)
 	require.Contains(t, body, "<td>global</td><td></td><td>2</td><td>2</td><td>1</td>", "the global cap, full, one waiting")
 	require.NotContains(t, body, "No caps on jobs pending")
+}
+
+// publisherOn connects to the NATS at url and returns a Publisher on it.
+func publisherOn(t *testing.T, url string) *publisher.Publisher {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	pub, err := publisher.New(js)
+	require.NoError(t, err)
+	return pub
 }

@@ -67,20 +67,6 @@ func TestClassify(t *testing.T) {
 	require.Equal(t, 3*time.Second, classify(api(429, func(e *falclient.APIError) { e.RetryAfter = 3 * time.Second }), "m").RetryAfter)
 }
 
-func TestTerminalFilter(t *testing.T) {
-	t.Parallel()
-	cases := []struct{ results, errs, want string }{
-		{"fal.results", "fal.errors", "fal.*.x"},
-		{"a.b.res", "a.b.err", "a.b.*.x"},
-		{"res", "err", "*.x"},
-		{"a.res", "err", ""}, // different shapes: only the dedupe window guards
-	}
-	for _, tc := range cases {
-		e := &emitter{pattern: terminalPattern(publisher.Subjects{ResultsPrefix: tc.results, ErrorsPrefix: tc.errs})}
-		require.Equal(t, tc.want, e.filter("x"), "%s / %s", tc.results, tc.errs)
-	}
-}
-
 func TestCheckImageURLs(t *testing.T) {
 	t.Parallel()
 	cases := []struct {

@@ -7,6 +7,7 @@ package consumer_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -46,7 +47,7 @@ type faultyJS struct {
 func (f *faultyJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	if strings.HasPrefix(m.Subject, "$KV.") {
 		for _, ft := range f.faults {
-			if m.Header.Get(consumer.StateHeader) == ft.state && ft.left.Add(-1) >= 0 {
+			if m.Header.Get(publisher.StateHeader) == ft.state && ft.left.Add(-1) >= 0 {
 				if ft.lostReply {
 					if _, err := f.JetStream.PublishMsg(ctx, m, opts...); err != nil {
 						return nil, err
@@ -78,12 +79,16 @@ func newKVFault(state string, lostReply bool) *kvFault {
 	return f
 }
 
-// jobState reads the job record's state.
+// jobState reads the job record's state; "" while there is no record yet
+// (waitFor polls it from the moment the trigger is published).
 func (b *testBundle) jobState(id string) string {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	info, err := publisher.LookupJob(ctx, b.js, b.cfg.Streams.JobsBucket, id)
+	if errors.Is(err, publisher.ErrJobNotFound) {
+		return ""
+	}
 	require.NoError(b.t, err)
 	return info.State
 }

@@ -2,11 +2,9 @@ package consumer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,34 +17,15 @@ type emitter struct {
 	js       jetstream.JetStream
 	nc       *nats.Conn
 	subjects publisher.Subjects
-	pattern  string // terminalPattern(subjects), computed once
-	log      *slog.Logger
-}
-
-// terminalPattern returns the subject pattern that, inside the results
-// stream, matches both terminal subjects of any id once ".<id>" is appended
-// (fal.results + fal.errors → fal.*). It is "" when the two prefixes differ
-// in shape; then only the Nats-Msg-Id dedupe window protects against a
-// second terminal event.
-func terminalPattern(s publisher.Subjects) string {
-	a := strings.Split(s.ResultsPrefix, ".")
-	b := strings.Split(s.ErrorsPrefix, ".")
-	if len(a) != len(b) {
-		return ""
-	}
-	out := make([]string, len(a))
-	for i := range a {
-		if a[i] == b[i] {
-			out[i] = a[i]
-		} else {
-			out[i] = "*"
-		}
-	}
-	return strings.Join(out, ".")
+	pattern  string // subjects.TerminalPattern(), derived once
+	// pub reads what another path published (existingOutcome).
+	pub *publisher.Publisher
+	log *slog.Logger
 }
 
 // filter matches both terminal subjects of id (fal.*.<id>), or is "" (see
-// terminalPattern); the pattern is derived once, not on every publish.
+// [publisher.Subjects.TerminalPattern]); the pattern is derived once, not on
+// every publish.
 func (e *emitter) filter(id string) string {
 	if e.pattern == "" {
 		return ""
@@ -90,26 +69,14 @@ func (e *emitter) publishTerminal(ctx context.Context, id, subject, kind string,
 // returns "result" or its error code ("unknown" if it cannot be read). Used
 // only when a publish was refused, so it costs nothing on the hot path.
 func (e *emitter) existingOutcome(ctx context.Context, id string) string {
-	st, err := e.js.Stream(ctx, e.subjects.ResultsStream)
-	if err != nil {
-		return "unknown"
-	}
-	filter := e.filter(id)
-	if filter == "" {
-		filter = e.subjects.Result(id)
-	}
-	m, err := st.GetLastMsgForSubject(ctx, filter)
-	if err != nil {
-		return "unknown"
-	}
-	if m.Header.Get(publisher.EventHeader) == "result" {
+	res, ev, err := e.pub.Outcome(ctx, id)
+	switch {
+	case err != nil:
+		e.log.Debug("read the terminal event another path published", "trigger_id", id, "err", err)
+	case res != nil:
 		return "result"
-	}
-	var ev struct {
-		Code string `json:"code"`
-	}
-	if json.Unmarshal(m.Data, &ev) == nil && ev.Code != "" {
-		return ev.Code
+	case ev != nil && ev.Code != "":
+		return string(ev.Code)
 	}
 	return "unknown"
 }

@@ -39,16 +39,16 @@ type jobState string
 const (
 	// stateWaiting: over a cap on pending jobs (admission.go); the trigger
 	// waits in JetStream and nothing has been sent to fal.
-	stateWaiting jobState = "waiting"
+	stateWaiting jobState = publisher.JobWaiting
 	// stateClaimed: a worker owns the trigger and may be talking to fal.
-	stateClaimed jobState = "claimed"
+	stateClaimed jobState = publisher.JobClaimed
 	// stateRetry: fal certainly did not accept the last submit (429, 503
 	// without a request id); the next delivery may submit again.
-	stateRetry jobState = "retry"
+	stateRetry jobState = publisher.JobRetry
 	// stateSubmitted: fal accepted the job; it completes by webhook or poll.
-	stateSubmitted jobState = "submitted"
+	stateSubmitted jobState = publisher.JobSubmitted
 	// stateDone: the terminal event is published. Nothing happens any more.
-	stateDone jobState = "done"
+	stateDone jobState = publisher.JobDone
 )
 
 // jobRecordVersion is bumped when the record's meaning changes. Version 2
@@ -121,7 +121,7 @@ func (j *job) leaseLive(now time.Time) bool {
 //
 // Writes are the KV bucket's own wire format (a publish on $KV.<bucket>.<id>
 // expecting the subject's last sequence, exactly what kv.Create and
-// kv.Update send) plus one header, StateHeader, so that the sweep can read
+// kv.Update send) plus one header, publisher.StateHeader, so that the sweep can read
 // every job's state from a headers-only scan instead of every record.
 type jobStore struct {
 	kv jetstream.KeyValue
@@ -134,9 +134,6 @@ type jobStore struct {
 	limit int
 }
 
-// StateHeader carries a job record's state on its KV message.
-const StateHeader = "Falbridge-State"
-
 func newJobStore(js jetstream.JetStream, kv jetstream.KeyValue, bucket string, maxPayload int64) *jobStore {
 	return &jobStore{kv: kv, js: js, prefix: "$KV." + bucket + ".", retry: natsDelays, limit: bodyLimit(maxPayload)}
 }
@@ -144,7 +141,7 @@ func newJobStore(js jetstream.JetStream, kv jetstream.KeyValue, bucket string, m
 // write stores b as the record of j if the key's last revision is rev (0:
 // the key has no record). errRevisionMismatch when it is not.
 func (s *jobStore) write(ctx context.Context, j *job, b []byte, rev uint64) (uint64, error) {
-	m := &nats.Msg{Subject: s.prefix + j.ID, Data: b, Header: nats.Header{StateHeader: []string{string(j.State)}}}
+	m := &nats.Msg{Subject: s.prefix + j.ID, Data: b, Header: nats.Header{publisher.StateHeader: []string{string(j.State)}}}
 	ack, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(rev))
 	if isWrongLastSequence(err) {
 		return 0, errRevisionMismatch

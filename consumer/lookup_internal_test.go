@@ -20,6 +20,8 @@ func TestJobRecordReadsAsJobInfo(t *testing.T) {
 		V: jobRecordVersion, ID: "job-1", State: stateRetry, ModelID: "fal-ai/flux/dev", Tenant: "team-a", Priority: "high",
 		Mode: publisher.ModeQueue, RequestID: "rid-1", Outcome: "", Attempts: 3, Webhook: true, RetryReason: "fal is rate limiting",
 		ReceivedAt: at, SubmittedAt: at.Add(time.Second), CompletedAt: at.Add(2 * time.Second), Deadline: at.Add(time.Hour),
+		Metadata: json.RawMessage(`{"run":7}`), Trigger: json.RawMessage(`{"model_id":"fal-ai/flux/dev"}`), Truncated: true,
+		CancelRequestedAt: at.Add(3 * time.Second),
 	}
 	b, err := json.Marshal(j)
 	require.NoError(t, err)
@@ -29,6 +31,8 @@ func TestJobRecordReadsAsJobInfo(t *testing.T) {
 		ID: "job-1", State: "retry", ModelID: "fal-ai/flux/dev", Tenant: "team-a", Priority: "high", Mode: "queue",
 		RequestID: "rid-1", Attempts: 3, Webhook: true, RetryReason: "fal is rate limiting",
 		ReceivedAt: at, SubmittedAt: at.Add(time.Second), CompletedAt: at.Add(2 * time.Second), Deadline: at.Add(time.Hour),
+		Metadata: json.RawMessage(`{"run":7}`), Trigger: json.RawMessage(`{"model_id":"fal-ai/flux/dev"}`), Truncated: true,
+		CancelRequestedAt: at.Add(3 * time.Second),
 	}, info)
 	j.State, j.Outcome = stateDone, string(publisher.CodeTimeout)
 	b, err = json.Marshal(j)

@@ -183,12 +183,15 @@ func New(nc *nats.Conn, fal Fal, cfg config.Config, opts ...Option) (*Pool, erro
 		return nil, errors.New("consumer: webhook.verify is on but no verifier was given (WithVerifier)")
 	}
 	p.subjects = publisher.Subjects{
-		Requests:      cfg.Subjects.Requests,
-		ResultsPrefix: cfg.Subjects.Results,
-		ErrorsPrefix:  cfg.Subjects.Errors,
-		StatusPrefix:  cfg.Subjects.Status,
-		CancelPrefix:  cfg.Subjects.Cancel,
-		ResultsStream: cfg.Streams.Results,
+		Requests:       cfg.Subjects.Requests,
+		ResultsPrefix:  cfg.Subjects.Results,
+		ErrorsPrefix:   cfg.Subjects.Errors,
+		StatusPrefix:   cfg.Subjects.Status,
+		CancelPrefix:   cfg.Subjects.Cancel,
+		ResultsStream:  cfg.Streams.Results,
+		StatusStream:   cfg.Streams.Status,
+		RequestsStream: cfg.Streams.Requests,
+		JobsBucket:     cfg.Streams.JobsBucket,
 	}
 	p.timers = newTimerSubjects(cfg)
 	p.reserved = cfg.ReservedSubjects()
@@ -201,7 +204,11 @@ func New(nc *nats.Conn, fal Fal, cfg config.Config, opts ...Option) (*Pool, erro
 	p.progressCtx, p.endProgress = context.WithCancel(context.Background())
 	p.syncRuns = make(chan struct{}, min(cfg.Limits.MaxSyncRuns, cfg.Limits.Workers))
 	p.webhookBase = cfg.Webhook.URL()
-	p.emit = &emitter{js: js, nc: nc, subjects: p.subjects, pattern: terminalPattern(p.subjects), log: p.log}
+	pub, err := publisher.New(js, publisher.WithSubjects(p.subjects))
+	if err != nil {
+		return nil, fmt.Errorf("consumer: %w", err)
+	}
+	p.emit = &emitter{js: js, nc: nc, subjects: p.subjects, pattern: p.subjects.TerminalPattern(), pub: pub, log: p.log}
 	p.limiter = newModelLimiter(cfg.Limits)
 	configured, err := cfg.Spend.PriceTable()
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/falbridge/falbridge/publisher"
 )
 
 // The sweep is the safety net under the timers: it does not trust consumer
@@ -235,7 +237,7 @@ func (p *Pool) jobStates(ctx context.Context) (map[string]recordState, error) {
 		for m := range batch.Messages() {
 			n++
 			left--
-			rs := recordState{state: jobState(m.Headers().Get(StateHeader))}
+			rs := recordState{state: jobState(m.Headers().Get(publisher.StateHeader))}
 			if md, err := m.Metadata(); err == nil {
 				rs.at = md.Timestamp
 				left = min(left, md.NumPending)

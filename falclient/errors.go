@@ -362,8 +362,8 @@ func IsRetryable(err error) bool {
 	if err == nil || errors.Is(err, ErrAmbiguousSubmit) {
 		return false
 	}
-	var ab *abortedError
-	if errors.As(err, &ab) {
+	var cd *callerDoneError
+	if errors.As(err, &cd) {
 		return false // the caller's context ended
 	}
 	var ne *netError
@@ -595,21 +595,4 @@ func (e *attemptTimeoutError) Error() string {
 
 func (e *attemptTimeoutError) Is(target error) bool {
 	return target == ErrTimeout || target == context.DeadlineExceeded
-}
-
-// ctxError wraps the caller's context error so that a passed deadline also
-// satisfies errors.Is(err, ErrTimeout).
-type ctxError struct {
-	op, model string
-	err       error
-}
-
-func (e *ctxError) Error() string {
-	return fmt.Sprintf("falclient: %s %s: %v", e.op, e.model, e.err)
-}
-
-func (e *ctxError) Unwrap() error { return e.err }
-
-func (e *ctxError) Is(target error) bool {
-	return target == ErrTimeout && errors.Is(e.err, context.DeadlineExceeded)
 }

@@ -96,7 +96,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // Transport failures come back as *netError.
 func (c *Client) send(ctx context.Context, cl *call) (*exchange, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, &ctxError{op: cl.op, model: cl.model, err: context.Cause(ctx)}
+		return nil, &callerDoneError{op: cl.op, model: cl.model, ctx: context.Cause(ctx)}
 	}
 	actx, cancel := context.WithCancelCause(ctx)
 	var timer *time.Timer

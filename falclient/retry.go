@@ -75,25 +75,37 @@ func (r *retrier) again(ctx context.Context, err error, retryable bool) (bool, e
 		slog.Duration("wait", wait),
 	)
 	if serr := r.c.sleep(ctx, wait); serr != nil {
-		return false, &abortedError{last: err, ctx: context.Cause(ctx), attempts: r.attempt}
+		return false, &callerDoneError{op: r.op, model: r.model, last: err, ctx: context.Cause(ctx), attempts: r.attempt}
 	}
 	return true, nil
 }
 
-// abortedError: the caller's context ended while waiting to retry.
-type abortedError struct {
-	last     error
-	ctx      error
-	attempts int
+// callerDoneError: the caller's context ended, before a call's first
+// attempt (last is nil) or while waiting to retry it (last is the error of
+// the attempt that would have been retried). A passed deadline also
+// satisfies errors.Is(err, ErrTimeout).
+type callerDoneError struct {
+	op, model string
+	last      error
+	ctx       error
+	attempts  int
 }
 
-func (e *abortedError) Error() string {
+func (e *callerDoneError) Error() string {
+	if e.last == nil {
+		return fmt.Sprintf("falclient: %s %s: %v", e.op, e.model, e.ctx)
+	}
 	return fmt.Sprintf("%v (gave up after %d attempts: %v)", e.last, e.attempts, e.ctx)
 }
 
-func (e *abortedError) Unwrap() []error { return []error{e.last, e.ctx} }
+func (e *callerDoneError) Unwrap() []error {
+	if e.last == nil {
+		return []error{e.ctx}
+	}
+	return []error{e.last, e.ctx}
+}
 
-func (e *abortedError) Is(target error) bool {
+func (e *callerDoneError) Is(target error) bool {
 	return target == ErrTimeout && errors.Is(e.ctx, context.DeadlineExceeded)
 }
 

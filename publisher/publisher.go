@@ -15,6 +15,7 @@ import (
 type Publisher struct {
 	js       jetstream.JetStream
 	subjects Subjects
+	terminal string // subjects.TerminalPattern(), derived once
 }
 
 // Option configures a [Publisher]. Options that get bad values make [New]
@@ -50,6 +51,7 @@ func New(js jetstream.JetStream, opts ...Option) (*Publisher, error) {
 			return nil, err
 		}
 	}
+	p.terminal = p.subjects.TerminalPattern()
 	return p, nil
 }
 

@@ -62,18 +62,26 @@ type Subjects struct {
 	// StatusStream is the stream holding status events, read by
 	// [Publisher.Watch]. Defaults to [StatusStreamDefault].
 	StatusStream string
+	// RequestsStream is the work-queue stream holding triggers not yet
+	// taken, read by [Publisher.Lookup]. Defaults to [RequestsStreamDefault].
+	RequestsStream string
+	// JobsBucket is the KV bucket of job records, read by [Publisher.Lookup].
+	// Defaults to [JobsBucketDefault].
+	JobsBucket string
 }
 
 // DefaultSubjects returns the default subjects and streams.
 func DefaultSubjects() Subjects {
 	return Subjects{
-		Requests:      RequestsSubjectDefault,
-		ResultsPrefix: ResultsPrefixDefault,
-		ErrorsPrefix:  ErrorsPrefixDefault,
-		StatusPrefix:  StatusPrefixDefault,
-		CancelPrefix:  CancelPrefixDefault,
-		ResultsStream: ResultsStreamDefault,
-		StatusStream:  StatusStreamDefault,
+		Requests:       RequestsSubjectDefault,
+		ResultsPrefix:  ResultsPrefixDefault,
+		ErrorsPrefix:   ErrorsPrefixDefault,
+		StatusPrefix:   StatusPrefixDefault,
+		CancelPrefix:   CancelPrefixDefault,
+		ResultsStream:  ResultsStreamDefault,
+		StatusStream:   StatusStreamDefault,
+		RequestsStream: RequestsStreamDefault,
+		JobsBucket:     JobsBucketDefault,
 	}
 }
 
@@ -81,13 +89,15 @@ func DefaultSubjects() Subjects {
 func (s Subjects) WithDefaults() Subjects {
 	d := DefaultSubjects()
 	return Subjects{
-		Requests:      cmp.Or(s.Requests, d.Requests),
-		ResultsPrefix: cmp.Or(s.ResultsPrefix, d.ResultsPrefix),
-		ErrorsPrefix:  cmp.Or(s.ErrorsPrefix, d.ErrorsPrefix),
-		StatusPrefix:  cmp.Or(s.StatusPrefix, d.StatusPrefix),
-		CancelPrefix:  cmp.Or(s.CancelPrefix, d.CancelPrefix),
-		ResultsStream: cmp.Or(s.ResultsStream, d.ResultsStream),
-		StatusStream:  cmp.Or(s.StatusStream, d.StatusStream),
+		Requests:       cmp.Or(s.Requests, d.Requests),
+		ResultsPrefix:  cmp.Or(s.ResultsPrefix, d.ResultsPrefix),
+		ErrorsPrefix:   cmp.Or(s.ErrorsPrefix, d.ErrorsPrefix),
+		StatusPrefix:   cmp.Or(s.StatusPrefix, d.StatusPrefix),
+		CancelPrefix:   cmp.Or(s.CancelPrefix, d.CancelPrefix),
+		ResultsStream:  cmp.Or(s.ResultsStream, d.ResultsStream),
+		StatusStream:   cmp.Or(s.StatusStream, d.StatusStream),
+		RequestsStream: cmp.Or(s.RequestsStream, d.RequestsStream),
+		JobsBucket:     cmp.Or(s.JobsBucket, d.JobsBucket),
 	}
 }
 
@@ -113,12 +123,36 @@ func (s Subjects) Validate() error {
 	for _, f := range []struct{ name, v string }{
 		{"results_stream", s.ResultsStream},
 		{"status_stream", s.StatusStream},
+		{"requests_stream", s.RequestsStream},
+		{"jobs_bucket", s.JobsBucket},
 	} {
 		if f.v == "" || strings.ContainsAny(f.v, ".*> \t\r\n/\\") {
 			return fmt.Errorf("subjects: %s: invalid stream name %q", f.name, f.v)
 		}
 	}
 	return nil
+}
+
+// TerminalPattern returns the subject pattern that, inside the results
+// stream, matches both terminal subjects of any id once ".<id>" is appended
+// (fal.results + fal.errors → "fal.*"): one read finds a job's terminal
+// event whichever kind it is, and one expected-last-sequence check guards
+// both. It is "" when the two prefixes differ in their number of tokens.
+func (s Subjects) TerminalPattern() string {
+	a := strings.Split(s.ResultsPrefix, ".")
+	b := strings.Split(s.ErrorsPrefix, ".")
+	if len(a) != len(b) {
+		return ""
+	}
+	out := make([]string, len(a))
+	for i := range a {
+		if a[i] == b[i] {
+			out[i] = a[i]
+		} else {
+			out[i] = "*"
+		}
+	}
+	return strings.Join(out, ".")
 }
 
 // Result returns the subject of the result event of trigger id.
@@ -145,6 +179,23 @@ func (s Subjects) RequestSubject(suffix string) string {
 		return base + "." + suffix
 	}
 	return s.Requests
+}
+
+// ValidSubject reports whether s is a NATS subject: non-empty tokens
+// separated by '.', no whitespace; with wildcards, a token may be '*' and
+// the last one '>'.
+func ValidSubject(s string, wildcards bool) bool { return subject.Valid(s, wildcards) }
+
+// MatchesEvents reports whether the subject filter matches the subject of
+// some result, error or status event, i.e. whether [Publisher.Watch] on it
+// can see anything.
+func (s Subjects) MatchesEvents(filter string) bool {
+	for _, p := range []string{s.ResultsPrefix, s.ErrorsPrefix, s.StatusPrefix} {
+		if subject.Overlap(filter, p+".>") {
+			return true
+		}
+	}
+	return false
 }
 
 // ValidID reports whether id is a valid trigger id: 1 to [MaxIDLen]

@@ -71,3 +71,17 @@ func TestSubjectsValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestMatchesEvents(t *testing.T) {
+	t.Parallel()
+	s := publisher.DefaultSubjects()
+	for filter, want := range map[string]bool{
+		"fal.results.x": true, "fal.*.x": true, "fal.>": true, ">": true, "fal.status.*": true,
+		"fal.requests.x": false, "fal.cancel.>": false, "other.>": false,
+	} {
+		require.Equal(t, want, s.MatchesEvents(filter), filter)
+	}
+	require.True(t, publisher.ValidSubject("fal.*.x", true))
+	require.False(t, publisher.ValidSubject("fal.*.x", false))
+	require.False(t, publisher.ValidSubject("fal..x", true))
+}

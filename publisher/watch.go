@@ -240,10 +240,22 @@ func (p *Publisher) openWatch(ctx context.Context, filters []string, o watchOpti
 
 // event turns a message into an Event, decoding it by subject prefix.
 func (p *Publisher) event(msg jetstream.Msg) (Event, error) {
-	ev := Event{Subject: msg.Subject(), Data: msg.Data()}
-	if md, err := msg.Metadata(); err == nil {
+	ev, err := p.decodeEvent(msg.Subject(), msg.Data())
+	if md, mdErr := msg.Metadata(); mdErr == nil {
 		ev.Stream, ev.Sequence, ev.Time = md.Stream, md.Sequence.Stream, md.Timestamp
 	}
+	if err != nil {
+		return ev, fmt.Errorf("watch: %w", err)
+	}
+	return ev, nil
+}
+
+// decodeEvent decodes the payload of a message on subject by the subject's
+// prefix (results, errors or status; any other subject gives an Event with
+// Data only). A payload that does not decode, or whose id is not the one its
+// subject names ([ErrEventIDMismatch]), gives an error and no decoded event.
+func (p *Publisher) decodeEvent(subject string, data []byte) (Event, error) {
+	ev := Event{Subject: subject, Data: data}
 	var (
 		v      any
 		kind   string
@@ -264,11 +276,11 @@ func (p *Publisher) event(msg jetstream.Msg) (Event, error) {
 	}
 	if err := json.Unmarshal(ev.Data, v); err != nil {
 		ev.Result, ev.Error, ev.Status = nil, nil, nil
-		return ev, fmt.Errorf("watch: decode %s event on %s: %w", kind, ev.Subject, err)
+		return ev, fmt.Errorf("decode %s event on %s: %w", kind, ev.Subject, err)
 	}
 	if got, want := ev.decodedID(), ev.Subject[len(prefix)+1:]; got != want {
 		ev.Result, ev.Error, ev.Status = nil, nil, nil
-		return ev, fmt.Errorf("watch: %s event on %s carries id %q: %w", kind, ev.Subject, got, ErrEventIDMismatch)
+		return ev, fmt.Errorf("%s event on %s carries id %q: %w", kind, ev.Subject, got, ErrEventIDMismatch)
 	}
 	return ev, nil
 }

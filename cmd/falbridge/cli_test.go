@@ -598,8 +598,8 @@ func TestClientTriggerNotTakenYet(t *testing.T) {
 func TestPrintStatusRetryReason(t *testing.T) {
 	t.Parallel()
 	var b bytes.Buffer
-	printStatus(&b, "r-1", &jobStatus{Job: &publisher.JobInfo{ID: "r-1", State: "retry", ModelID: "fal-ai/flux/schnell", Mode: "queue",
-		Attempts: 2, RetryReason: "fal answered 429 (rate limited)", ReceivedAt: time.Now()}})
+	printStatus(&b, "r-1", &jobStatus{Job: &publisher.Job{Record: &publisher.JobInfo{ID: "r-1", State: "retry", ModelID: "fal-ai/flux/schnell", Mode: "queue",
+		Attempts: 2, RetryReason: "fal answered 429 (rate limited)", ReceivedAt: time.Now()}}})
 	require.Contains(t, b.String(), "state     retry\nretrying  fal answered 429 (rate limited)\n")
 }
 

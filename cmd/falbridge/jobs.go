@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/falbridge/falbridge/consumer"
 	"github.com/falbridge/falbridge/publisher"
@@ -62,13 +61,13 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if !st.known() {
+	if !st.Known() {
 		return nothingKnown(id)
 	}
-	if st.Job != nil && st.Job.State == "waiting" {
+	if st.Record != nil && st.Record.State == publisher.JobWaiting {
 		// What it waits for, from the admission record.
 		if info, err := consumer.LookupLimits(ctx, c.js, publisher.JobsBucketDefault, time.Now()); err == nil {
-			st.WaitsFor = info.WaitReason(st.Job)
+			st.WaitsFor = info.WaitReason(st.Record)
 		}
 	}
 	if o.json {
@@ -84,129 +83,29 @@ func nothingKnown(id string) error {
 	return fmt.Errorf("nothing known of %s: no trigger waiting, no job record and no event (not published, or expired)", id)
 }
 
-// lookupJob gathers what NATS holds of trigger id. It reads the trigger
-// stream first and the job record after it: falbridge claims a trigger
-// (writes the record) before it acks it out of the work queue, so in that
-// order a trigger being taken at this very moment is seen in one place or
-// the other, never in neither.
+// lookupJob gathers what NATS holds of trigger id (publisher.Lookup): a
+// forged event is an error here, so that status says so.
 func lookupJob(ctx context.Context, c *client, id string) (*jobStatus, error) {
-	st, err := lookupRecord(ctx, c, id)
-	if err != nil {
-		return nil, err
-	}
-	if err := lookupEvents(ctx, c, id, st); err != nil {
-		return nil, err
-	}
-	return st, nil
-}
-
-// lookupRecord fills in what the trigger stream and the job record hold of
-// id: the part of lookupJob that no client can forge.
-func lookupRecord(ctx context.Context, c *client, id string) (*jobStatus, error) {
-	st := &jobStatus{}
-	s := c.pub.Subjects()
-	raw, err := lastMsg(ctx, c.js, publisher.RequestsStreamDefault, s.RequestSubject(id))
+	j, err := c.pub.Lookup(ctx, id)
 	if err != nil {
 		return nil, explain(err)
 	}
-	st.Waiting = raw != nil
-	job, err := publisher.LookupJob(ctx, c.js, publisher.JobsBucketDefault, id)
-	switch {
-	case errors.Is(err, publisher.ErrJobNotFound):
-	case err != nil:
-		return nil, explain(err)
-	default:
-		st.Job = job
-	}
-	return st, nil
+	return &jobStatus{Job: j}, nil
 }
 
-// lookupEvents adds id's last result, error and status events to st. An
-// event whose id is not its subject's is an error wrapping
-// [publisher.ErrEventIDMismatch].
-func lookupEvents(ctx context.Context, c *client, id string, st *jobStatus) error {
-	s := c.pub.Subjects()
-	var raw []byte
-	var err error
-	if raw, err = lastMsg(ctx, c.js, s.ResultsStream, s.Result(id)); err != nil {
-		return explain(err)
-	} else if raw != nil {
-		ev := new(publisher.Result)
-		if err := json.Unmarshal(raw, ev); err != nil {
-			return fmt.Errorf("decode result event: %w", err)
-		}
-		if ev.ID != id {
-			return fmt.Errorf("result event on %s carries id %q: %w", s.Result(id), ev.ID, publisher.ErrEventIDMismatch)
-		}
-		st.Result = ev
-	}
-	if raw, err = lastMsg(ctx, c.js, s.ResultsStream, s.Error(id)); err != nil {
-		return explain(err)
-	} else if raw != nil {
-		ev := new(publisher.Error)
-		if err := json.Unmarshal(raw, ev); err != nil {
-			return fmt.Errorf("decode error event: %w", err)
-		}
-		if ev.ID != id {
-			return fmt.Errorf("error event on %s carries id %q: %w", s.Error(id), ev.ID, publisher.ErrEventIDMismatch)
-		}
-		st.Error = ev
-	}
-	if raw, err = lastMsg(ctx, c.js, s.StatusStream, s.Status(id)); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return explain(err)
-	} else if raw != nil {
-		ev := new(publisher.Status)
-		if err := json.Unmarshal(raw, ev); err != nil {
-			return fmt.Errorf("decode status event: %w", err)
-		}
-		if ev.ID != id {
-			return fmt.Errorf("status event on %s carries id %q: %w", s.Status(id), ev.ID, publisher.ErrEventIDMismatch)
-		}
-		st.LastStatus = ev
-	}
-	return nil
-}
-
-// jobStatus is what status prints (its JSON form with --json).
+// jobStatus is what status prints (its JSON form with --json): the job as
+// publisher.Lookup reads it, and for a waiting job what it waits for.
 type jobStatus struct {
-	// Waiting is true while the trigger sits in the trigger stream, not yet
-	// taken by falbridge (published on the default subject for its id).
-	Waiting bool               `json:"waiting,omitempty"`
-	Job     *publisher.JobInfo `json:"job,omitempty"`
+	*publisher.Job
 	// WaitsFor says what a job in state waiting waits for: the cap or
 	// budget that is full, or whose turn it is (falbridge limits).
-	WaitsFor   string            `json:"waits_for,omitempty"`
-	Result     *publisher.Result `json:"result,omitempty"`
-	Error      *publisher.Error  `json:"error,omitempty"`
-	LastStatus *publisher.Status `json:"last_status,omitempty"`
-}
-
-// known reports whether anything at all is known of the job.
-func (st *jobStatus) known() bool {
-	return st.Waiting || st.Job != nil || st.Result != nil || st.Error != nil || st.LastStatus != nil
-}
-
-// lastMsg returns the data of the last message on subject in stream, or
-// nil when there is none.
-func lastMsg(ctx context.Context, js jetstream.JetStream, stream, subject string) ([]byte, error) {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", stream, err)
-	}
-	m, err := s.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("last message on %s: %w", subject, err)
-	}
-	return m.Data, nil
+	WaitsFor string `json:"waits_for,omitempty"`
 }
 
 func printStatus(w io.Writer, id string, st *jobStatus) {
 	const tf = time.RFC3339
 	fmt.Fprintf(w, "job       %s\n", id)
-	if j := st.Job; j != nil {
+	if j := st.Record; j != nil {
 		state := j.State
 		if j.Outcome != "" {
 			state += " (" + j.Outcome + ")"
@@ -218,7 +117,7 @@ func printStatus(w io.Writer, id string, st *jobStatus) {
 		if j.Tenant != "" || j.Priority != "" {
 			fmt.Fprintf(w, "tenant    %s  (priority %s)\n", tenantName(j.Tenant), cmp.Or(j.Priority, "normal"))
 		}
-		if j.State == "retry" && j.RetryReason != "" {
+		if j.State == publisher.JobRetry && j.RetryReason != "" {
 			fmt.Fprintf(w, "retrying  %s\n", j.RetryReason)
 		}
 		fmt.Fprintf(w, "model     %s  (mode %s)\n", j.ModelID, j.Mode)
@@ -313,16 +212,11 @@ func runResult(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// Fail at once for an id nobody published, instead of waiting out
 	// --timeout. A forged event (its id not its subject's) does not count:
 	// Await skips it too.
-	st, err := lookupRecord(ctx, c, id)
-	if err != nil {
-		return err
+	j, err := c.pub.Lookup(ctx, id)
+	if err != nil && !errors.Is(err, publisher.ErrEventIDMismatch) {
+		return explain(err)
 	}
-	if !st.known() {
-		if err := lookupEvents(ctx, c, id, st); err != nil && !errors.Is(err, publisher.ErrEventIDMismatch) {
-			return err
-		}
-	}
-	if !st.known() {
+	if !j.Known() {
 		return nothingKnown(id)
 	}
 	return awaitAndShow(ctx, c, id, "waiting for the result", o.json, *dir, stdout, stderr)

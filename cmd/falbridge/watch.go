@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/falbridge/falbridge/internal/subject"
 	"github.com/falbridge/falbridge/publisher"
 )
 
@@ -120,17 +119,15 @@ func watchFilter(id string, kinds []string, subj string) (string, func(publisher
 		if id != "" || len(kinds) > 0 {
 			return "", nil, usagef("--subject cannot be combined with --id or --kind")
 		}
-		if !subject.Valid(subj, true) {
+		if !publisher.ValidSubject(subj, true) {
 			return "", nil, usagef("--subject %q is not a NATS subject", subj)
 		}
 		// The streams watch reads hold the default event subjects only; a
 		// filter outside them would fail as "no stream", which reads like
 		// falbridge not running.
-		s := publisher.Subjects{}.WithDefaults()
-		for _, p := range []string{s.ResultsPrefix, s.ErrorsPrefix, s.StatusPrefix} {
-			if subject.Overlap(subj, p+".>") {
-				return subj, keepAll, nil
-			}
+		s := publisher.DefaultSubjects()
+		if s.MatchesEvents(subj) {
+			return subj, keepAll, nil
 		}
 		return "", nil, usagef("--subject %q matches no event subject (%s.>, %s.>, %s.>)", subj, s.ResultsPrefix, s.ErrorsPrefix, s.StatusPrefix)
 	}

@@ -81,8 +81,8 @@ func (c *Console) retry(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not a trigger id", http.StatusBadRequest)
 		return
 	}
-	rec, _, err := c.jobRecord(ctx, old)
-	if err != nil && !errors.Is(err, errNotFound) {
+	rec, err := publisher.LookupJob(ctx, c.js, c.streams.JobsBucket, old)
+	if err != nil && !errors.Is(err, publisher.ErrJobNotFound) {
 		c.fail(w, r, err)
 		return
 	}

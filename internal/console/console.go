@@ -72,6 +72,7 @@ type Console struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	subjects publisher.Subjects
+	pub      *publisher.Publisher // the read side: a job's terminal event
 	streams  config.Streams
 	kvStream string // the bucket's stream, "KV_<bucket>"
 	kvPrefix string // "$KV.<bucket>."
@@ -97,13 +98,15 @@ func New(cfg Config) (*Console, error) {
 	c := &Console{
 		cfg: cfg, nc: cfg.NATS, js: cfg.JetStream,
 		subjects: publisher.Subjects{
-			Requests:      b.Subjects.Requests,
-			ResultsPrefix: b.Subjects.Results,
-			ErrorsPrefix:  b.Subjects.Errors,
-			StatusPrefix:  b.Subjects.Status,
-			CancelPrefix:  b.Subjects.Cancel,
-			ResultsStream: b.Streams.Results,
-			StatusStream:  b.Streams.Status,
+			Requests:       b.Subjects.Requests,
+			ResultsPrefix:  b.Subjects.Results,
+			ErrorsPrefix:   b.Subjects.Errors,
+			StatusPrefix:   b.Subjects.Status,
+			CancelPrefix:   b.Subjects.Cancel,
+			ResultsStream:  b.Streams.Results,
+			StatusStream:   b.Streams.Status,
+			RequestsStream: b.Streams.Requests,
+			JobsBucket:     b.Streams.JobsBucket,
 		}.WithDefaults(),
 		streams:  b.Streams,
 		kvStream: "KV_" + b.Streams.JobsBucket,
@@ -126,6 +129,9 @@ func New(cfg Config) (*Console, error) {
 		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	var err error
+	if c.pub, err = publisher.New(c.js, publisher.WithSubjects(c.subjects)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	if c.pages, err = parsePages(); err != nil {
 		return nil, err
 	}

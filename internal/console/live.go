@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/falbridge/falbridge/publisher"
 )
 
 // liveEvent is one line of the live feed: a job moved.
@@ -138,7 +140,7 @@ func (c *Console) liveEventOf(m jetstream.Msg) (liveEvent, bool) {
 	switch {
 	case strings.HasPrefix(subj, c.kvPrefix):
 		key := strings.TrimPrefix(subj, c.kvPrefix)
-		var j jobRecord
+		var j publisher.JobInfo
 		if m.Headers().Get("KV-Operation") != "" || json.Unmarshal(m.Data(), &j) != nil || j.ID != key {
 			return liveEvent{}, false
 		}
@@ -166,7 +168,7 @@ func (c *Console) liveEventOf(m jetstream.Msg) (liveEvent, bool) {
 		if !ok {
 			return liveEvent{}, false
 		}
-		e := liveEvent{ID: t.ID(), ModelID: t.ModelID(), Tenant: tenantOf(t.Metadata()), State: "done", At: t.At, RetryOf: retryOf(t.Metadata())}
+		e := liveEvent{ID: t.ID(), ModelID: t.ModelID(), Tenant: tenantOf(t.Metadata()), State: publisher.JobDone, At: t.At, RetryOf: retryOf(t.Metadata())}
 		if t.Result != nil {
 			e.Kind, e.Outcome, e.ReceivedAt = "result", "result", t.Result.ReceivedAt
 		} else {

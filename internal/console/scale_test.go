@@ -83,12 +83,12 @@ func TestPagesAtScale(t *testing.T) {
 		acks = append(acks, a)
 	}
 	// Records go out as consumer writes them: with the state header.
-	pubRecord := func(rec jobRecord) {
+	pubRecord := func(rec publisher.JobInfo) {
 		b, err := json.Marshal(rec)
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := js.PublishMsgAsync(&nats.Msg{Subject: kvSubj + rec.ID, Data: b, Header: nats.Header{consumer.StateHeader: []string{rec.State}}})
+		a, err := js.PublishMsgAsync(&nats.Msg{Subject: kvSubj + rec.ID, Data: b, Header: nats.Header{publisher.StateHeader: []string{rec.State}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +100,7 @@ func TestPagesAtScale(t *testing.T) {
 		model := models[i%len(models)]
 		at := base.Add(time.Duration(i) * 500 * time.Millisecond)
 		trig := json.RawMessage(fmt.Sprintf(`{"id":%q,"model_id":%q,"input":{"prompt":"a red fox in snow, number %d","num_images":2},"metadata":{"tenant":"t%d"}}`, id, model, i, i%7))
-		rec := jobRecord{ID: id, State: "submitted", ModelID: model, Mode: "queue", RequestID: "req-" + id,
+		rec := publisher.JobInfo{ID: id, State: "submitted", ModelID: model, Mode: "queue", RequestID: "req-" + id,
 			Metadata: json.RawMessage(fmt.Sprintf(`{"tenant":"t%d"}`, i%7)), Trigger: trig, Attempts: 1, Webhook: true,
 			ReceivedAt: at, SubmittedAt: at.Add(10 * time.Millisecond), Deadline: at.Add(time.Hour)}
 		pubRecord(rec)

@@ -11,32 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/falbridge/falbridge/consumer"
 	"github.com/falbridge/falbridge/publisher"
 )
-
-// jobRecord is the part of consumer's job record (KV value) the console
-// shows. consumer owns the schema; the console reads it as a stranger
-// would, and ignores what it does not know.
-type jobRecord struct {
-	ID                string          `json:"id"`
-	State             string          `json:"state"`
-	ModelID           string          `json:"model_id"`
-	Mode              string          `json:"mode"`
-	RequestID         string          `json:"request_id,omitempty"`
-	Metadata          json.RawMessage `json:"metadata,omitempty"`
-	Trigger           json.RawMessage `json:"trigger,omitempty"`
-	Attempts          int             `json:"attempts"`
-	Webhook           bool            `json:"webhook,omitempty"`
-	CancelRequestedAt time.Time       `json:"cancel_requested_at,omitzero"`
-	RetryReason       string          `json:"retry_reason,omitempty"`
-	ReceivedAt        time.Time       `json:"received_at"`
-	SubmittedAt       time.Time       `json:"submitted_at,omitzero"`
-	Deadline          time.Time       `json:"deadline"`
-	CompletedAt       time.Time       `json:"completed_at,omitzero"`
-	Outcome           string          `json:"outcome,omitempty"`
-	Truncated         bool            `json:"truncated,omitempty"`
-}
 
 // streamMsg is one stored message read from a stream.
 type streamMsg struct {
@@ -142,42 +118,6 @@ func (c *Console) dropConsumer(s jetstream.Stream, cons jetstream.Consumer) {
 	}
 }
 
-// jobRecord reads the record of id; errNotFound when there is none.
-func (c *Console) jobRecord(ctx context.Context, id string) (*jobRecord, uint64, error) {
-	kv, err := c.js.KeyValue(ctx, c.streams.JobsBucket)
-	if err != nil {
-		return nil, 0, fmt.Errorf("job bucket %s: %w", c.streams.JobsBucket, err)
-	}
-	e, err := kv.Get(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return nil, 0, errNotFound
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("get job %s: %w", id, err)
-	}
-	var j jobRecord
-	if err := json.Unmarshal(e.Value(), &j); err != nil {
-		return nil, 0, fmt.Errorf("decode job %s: %w", id, err)
-	}
-	return &j, e.Revision(), nil
-}
-
-// lastOn returns the last message on subject in stream, or nil.
-func (c *Console) lastOn(ctx context.Context, stream, subject string) (*jetstream.RawStreamMsg, error) {
-	s, err := c.js.Stream(ctx, stream)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", stream, err)
-	}
-	m, err := s.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("last message on %s: %w", subject, err)
-	}
-	return m, nil
-}
-
 // terminal is a result or error event read from the results stream.
 type terminal struct {
 	Seq    uint64
@@ -240,20 +180,19 @@ func (c *Console) decodeTerminal(subject string, data []byte, seq uint64, at tim
 	return t, true
 }
 
-// terminalOf returns the result or error event of id, or ok false.
+// terminalOf returns the result or error event of id, or ok false. A
+// forged event (its id not its subject's) is not the job's: ok false.
 func (c *Console) terminalOf(ctx context.Context, id string) (terminal, bool, error) {
-	for _, subj := range []string{c.subjects.Result(id), c.subjects.Error(id)} {
-		m, err := c.lastOn(ctx, c.streams.Results, subj)
-		if err != nil {
-			return terminal{}, false, err
-		}
-		if m != nil {
-			if t, ok := c.decodeTerminal(m.Subject, m.Data, m.Sequence, m.Time); ok {
-				return t, true, nil
-			}
-		}
+	res, ev, err := c.pub.Outcome(ctx, id)
+	switch {
+	case errors.Is(err, publisher.ErrEventIDMismatch):
+		return terminal{}, false, nil
+	case err != nil:
+		return terminal{}, false, err
+	case res == nil && ev == nil:
+		return terminal{}, false, nil
 	}
-	return terminal{}, false, nil
+	return terminal{Result: res, Error: ev}, true, nil
 }
 
 // statusHistory returns up to StatusLimit status events of id, oldest
@@ -286,12 +225,12 @@ func (c *Console) statusHistory(ctx context.Context, id string) ([]publisher.Sta
 // window held. A record's state is read from its Falbridge-State header
 // (consumer writes it on every record), so only the records in flight are
 // decoded.
-func (c *Console) activeJobs(ctx context.Context, window int) ([]jobRecord, int, error) {
+func (c *Console) activeJobs(ctx context.Context, window int) ([]publisher.JobInfo, int, error) {
 	msgs, err := c.tail(ctx, c.kvStream, nil, 0, window)
 	if err != nil {
 		return nil, 0, err
 	}
-	var out []jobRecord
+	var out []publisher.JobInfo
 	records := 0
 	for i := len(msgs) - 1; i >= 0; i-- {
 		m := msgs[i]
@@ -300,11 +239,11 @@ func (c *Console) activeJobs(ctx context.Context, window int) ([]jobRecord, int,
 			continue // a delete or purge
 		}
 		records++
-		if m.Header.Get(consumer.StateHeader) == "done" {
+		if m.Header.Get(publisher.StateHeader) == publisher.JobDone {
 			continue
 		}
-		var j jobRecord
-		if json.Unmarshal(m.Data, &j) != nil || j.ID != key || j.State == "done" {
+		var j publisher.JobInfo
+		if json.Unmarshal(m.Data, &j) != nil || j.ID != key || j.State == publisher.JobDone {
 			continue // the sweep's lease, or not a job record
 		}
 		out = append(out, j)

@@ -28,9 +28,9 @@ type row struct {
 func (c *Console) rowOfTerminal(t terminal) row {
 	r := row{ID: t.ID(), ModelID: t.ModelID(), At: t.At, Seq: t.Seq, Tenant: tenantOf(t.Metadata()), RetryOf: retryOf(t.Metadata())}
 	if t.Result != nil {
-		r.State, r.Outcome, r.RequestID, r.ReceivedAt = "done", "result", t.Result.RequestID, t.Result.ReceivedAt
+		r.State, r.Outcome, r.RequestID, r.ReceivedAt = publisher.JobDone, "result", t.Result.RequestID, t.Result.ReceivedAt
 	} else {
-		r.State, r.Outcome, r.RequestID, r.Message = "done", string(t.Error.Code), t.Error.RequestID, t.Error.Message
+		r.State, r.Outcome, r.RequestID, r.Message = publisher.JobDone, string(t.Error.Code), t.Error.RequestID, t.Error.Message
 	}
 	if !r.ReceivedAt.IsZero() && !t.At.IsZero() {
 		r.Elapsed = t.At.Sub(r.ReceivedAt).Round(time.Millisecond).String()
@@ -38,7 +38,7 @@ func (c *Console) rowOfTerminal(t terminal) row {
 	return r
 }
 
-func (c *Console) rowOfRecord(j jobRecord) row {
+func (c *Console) rowOfRecord(j publisher.JobInfo) row {
 	r := row{ID: j.ID, ModelID: j.ModelID, State: j.State, Outcome: j.Outcome, RequestID: j.RequestID,
 		ReceivedAt: j.ReceivedAt, Tenant: tenantOf(j.Metadata), RetryOf: retryOf(j.Metadata)}
 	if !j.ReceivedAt.IsZero() {
@@ -234,8 +234,7 @@ func (c *Console) jobs(w http.ResponseWriter, r *http.Request) {
 type jobPage struct {
 	page
 	ID        string
-	Record    *jobRecord
-	Revision  uint64
+	Record    *publisher.JobInfo
 	Trigger   string
 	Metadata  string
 	RetryOf   string
@@ -265,8 +264,8 @@ func (c *Console) job(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := jobPage{page: c.newPage(r, "Job "+id), ID: id, Notice: r.URL.Query().Get("notice")}
-	rec, rev, err := c.jobRecord(ctx, id)
-	if err != nil && !errors.Is(err, errNotFound) {
+	rec, err := publisher.LookupJob(ctx, c.js, c.streams.JobsBucket, id)
+	if err != nil && !errors.Is(err, publisher.ErrJobNotFound) {
 		c.fail(w, r, err)
 		return
 	}
@@ -282,11 +281,11 @@ func (c *Console) job(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, "job", &p)
 		return
 	}
-	p.Record, p.Revision = rec, rev
+	p.Record = rec
 	var trig, md json.RawMessage
 	if rec != nil {
 		trig, md = rec.Trigger, rec.Metadata
-		p.Active = rec.State != "done"
+		p.Active = rec.State != publisher.JobDone
 		p.Refresh = p.Active && !found
 	}
 	if found {
